@@ -1,0 +1,22 @@
+# StrategyQA self-questioning student: the whole pipeline, stage by stage.
+#   snakemake --cores 1 results/report.md      everything that is stale, in order
+#   snakemake -n results/report.md             what would run, and why
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report.md",

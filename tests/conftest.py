@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiny_model import SHARED_DATA, build_tiny_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Path to a tiny random Llama + BPE tokenizer folder (built once per session)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    assert SHARED_DATA.exists(), f"labelled StrategyQA set missing: {SHARED_DATA} (clone with ../shared beside it)"
+    return SHARED_DATA

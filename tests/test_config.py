@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clarify.config import describe_error, validate_config
+from clarify.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load(name):
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def test_shipped_configs_are_valid_and_defaults_are_filled():
+    config = validate_config(load("config.yaml"), SCHEMA)
+    assert config["data"]["test_fraction"] == 0.3
+    assert config["eval"]["split"] == "test"
+    demo = load("config.yaml")
+    for section, values in load("config/demo.yaml").items():
+        demo[section].update(values)
+    assert validate_config(demo, SCHEMA)["student"]["model"].startswith("pypi:")
+
+
+def test_missing_sections_take_schema_defaults():
+    config = validate_config({"data": {"source": "x.json"}}, SCHEMA)
+    assert config["data"]["split_seed"] == 42 and config["data"]["train_samples"] == 200
+    assert config["eval"] == {"split": "test", "batch_size": 16, "max_questions": None}
+    assert config["lora"]["target_modules"] == "all-linear"
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"eval": {"batch_size": "eight"}}, "config key eval.batch_size: 'eight' is not of type 'integer'"),
+    ({"eval": {"batch_size": 0}}, "config key eval.batch_size: 0 is less than the minimum of 1"),
+    ({"data": {"test_fraction": 1.5}}, "config key data.test_fraction: 1.5 is greater than or equal to the maximum of 1"),
+    ({"eval": {"bogus": 1}}, "config key eval.bogus: unknown key"),
+    ({"evaluation": {}}, "config key evaluation: unknown key"),
+    ({"data": {"train_samples": "some"}}, "config key data.train_samples: 'some' is not one of"),
+    ({"eval": {"split": "train"}}, "config key eval.split: 'train' is not one of ['dev', 'test']"),
+    ({"lora": {"target_modules": []}}, "config key lora.target_modules"),
+])
+def test_bad_config_is_refused_naming_the_key(override, message):
+    config = load("config.yaml")
+    for section, values in override.items():
+        config.setdefault(section, {}).update(values)
+    with pytest.raises(InputError) as info:
+        validate_config(config, SCHEMA)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_valid_config_has_no_error():
+    assert describe_error(load("config.yaml"), yaml.safe_load(SCHEMA.read_text())) is None

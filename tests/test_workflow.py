@@ -1,0 +1,149 @@
+"""End to end: the Snakemake DAG on the tiny model and a few dozen real StrategyQA questions."""
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from clarify.report import format_accuracy
+from clarify.stats import accuracy
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+pytestmark = pytest.mark.e2e
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / "config.yaml"), str(workdir / "test.yaml"), *args]
+    result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -> None:
+    config = {
+        "data": {"source": str(data_file), "max_questions": 40, "train_samples": 10},
+        "student": {"model": str(model_dir), "dtype": "float32"},
+        "quantization": {"load_in_4bit": False},
+        "eval": {"batch_size": 4},
+        "resources": {"threads": 1, "mem_mb": 2000},
+    }
+    for section, values in overrides.items():
+        config[section].update(values)
+    (workdir / "test.yaml").write_text(yaml.safe_dump(config))
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts from the 'Job stats' table of a dry run."""
+    counts = {}
+    table = result.stdout.split("Job stats:")[-1]
+    for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M):
+        if name != "total":
+            counts[name] = int(count)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir, shared_data):
+    workdir = tmp_path_factory.mktemp("dag")
+    write_config(workdir, tiny_model_dir, shared_data)
+    snakemake(workdir, "--cores", "2", "results/report.md")
+    return workdir
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_dag_produces_every_artifact(finished_run):
+    for name in ["data/raw/strategyqa.jsonl", "data/raw/source.json", "data/splits/train.jsonl",
+                 "data/splits/dev.jsonl", "data/splits/test.jsonl", "data/sample_train.jsonl",
+                 "models/student/manifest.json", "results/scores/base/direct.parquet", "results/report.md"]:
+        assert (finished_run / name).is_file(), name
+    for rule in ["prepare_data", "split_data", "sample_train", "prepare_student", "report"]:
+        assert (finished_run / "logs" / f"{rule}.log").is_file(), rule
+    assert "answer token ids" in (finished_run / "logs" / "score" / "base_direct.log").read_text()
+
+
+def test_report_numbers_match_the_score_files(finished_run):
+    report = (finished_run / "results" / "report.md").read_text()
+    scores = pd.read_parquet(finished_run / "results" / "scores" / "base" / "direct.parquet")
+    test_rows = (finished_run / "data" / "splits" / "test.jsonl").read_text().splitlines()
+    assert len(scores) == len(test_rows) == 12
+    acc = accuracy(scores["correct"])
+    pred_yes = f"{100 * scores['pred'].mean():.1f}%"
+    row = f"| base | direct | {acc.n} | {format_accuracy(acc)} | {pred_yes} |"
+    assert row in report
+    for split in ["train", "dev", "test"]:
+        n = len((finished_run / "data" / "splits" / f"{split}.jsonl").read_text().splitlines())
+        assert re.search(rf"^\| {split} \| {n} \|", report, flags=re.M), split
+    assert "| train sample | 10 | 5 | 5 | 50.0% |" in report
+    assert "sha256 `5fbefbb143d2cb31edacb6e244b26763b7a146690f28eabebec759e1c4190284`" in report
+    assert "max_questions: 40" in report  # the config that produced it
+
+
+def test_nothing_to_do_when_up_to_date(finished_run):
+    result = snakemake(finished_run, "-n", "results/report.md")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_eval_settings_plans_only_evaluation_and_report(finished_run, tiny_model_dir, shared_data):
+    write_config(finished_run, tiny_model_dir, shared_data, eval={"batch_size": 3})
+    try:
+        jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
+    finally:
+        write_config(finished_run, tiny_model_dir, shared_data)
+    assert jobs == {"score": 1, "report": 1}
+
+
+def test_changing_the_sample_does_not_touch_splits_or_scores(finished_run, tiny_model_dir, shared_data):
+    write_config(finished_run, tiny_model_dir, shared_data, data={"train_samples": 8})
+    try:
+        jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
+    finally:
+        write_config(finished_run, tiny_model_dir, shared_data)
+    assert jobs == {"sample_train": 1, "report": 1}
+
+
+def test_same_seed_gives_identical_splits_and_scores(finished_run, tmp_path, tiny_model_dir, shared_data):
+    write_config(tmp_path, tiny_model_dir, shared_data)
+    snakemake(tmp_path, "--cores", "2", "results/scores/base/direct.parquet", "data/sample_train.jsonl")
+    for name in ["data/splits/train.jsonl", "data/splits/dev.jsonl", "data/splits/test.jsonl",
+                 "data/sample_train.jsonl"]:
+        assert digest(tmp_path / name) == digest(finished_run / name), name
+    a = pd.read_parquet(tmp_path / "results/scores/base/direct.parquet")
+    b = pd.read_parquet(finished_run / "results/scores/base/direct.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_bad_data_file_stops_with_one_line_and_no_output(tmp_path, tiny_model_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"qid": "a", "question": "Is it?", "answer": "yes"}\n'
+                   '{"qid": "b", "question": "Is it not?", "answer": "maybe"}\n')
+    write_config(tmp_path, tiny_model_dir, bad)
+    result = snakemake(tmp_path, "--cores", "1", "data/raw/strategyqa.jsonl", check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert lines == [f"ERROR: {bad}: row 1 (qid b): field 'answer': unrecognised value 'maybe' "
+                     "(expected yes/no, true/false, 1/0)"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() or not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+    assert "field 'answer'" in (tmp_path / "logs" / "prepare_data.log").read_text()
+
+
+def test_bad_config_stops_before_any_job(tmp_path, tiny_model_dir, shared_data):
+    write_config(tmp_path, tiny_model_dir, shared_data, eval={"batch_size": -2})
+    result = snakemake(tmp_path, "--cores", "1", "results/report.md", check=False)
+    assert result.returncode != 0
+    assert "config key eval.batch_size: -2 is less than the minimum of 1" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()

@@ -1,0 +1,28 @@
+# The report: every number in it is read from an artifact above.
+
+
+rule report:
+    input:
+        meta=rules.prepare_data.output.meta,
+        train=rules.split_data.output.train,
+        dev=rules.split_data.output.dev,
+        test=rules.split_data.output.test,
+        sample=rules.sample_train.output.sample,
+        scores=score_files(),
+    output:
+        report="results/report.md",
+    params:
+        report=config["report"],
+        config={key: value for key, value in config.items() if key != "resources"},
+    log:
+        "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/report.py"
