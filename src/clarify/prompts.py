@@ -1,12 +1,24 @@
 """The one prompt contract (DESIGN section 5).
 
 Every prompt the pipeline shows a model is built here: training corpora, draft generation,
-evaluation and ablations call these functions, so training and evaluation inputs cannot
-drift apart. The answer is never parsed from generated text: the evaluator scores the two
-answer continuations at the answer slot that :func:`answer_prompt` ends with.
+the teacher, evaluation and ablations call these functions, so training and evaluation inputs
+cannot drift apart. The answer is never parsed from generated text: the evaluator scores the
+two answer continuations at the answer slot that :func:`answer_prompt` ends with.
+
+The shapes, with ``Q`` a question:
+
+* direct:  ``Question: Q\\nAnswer:`` + `` Yes``/`` No``
+* draft:   ``Question: Q\\n<draft_context(draft)>\\nAnswer:`` + answer
+* cot:     ``Question: Q\\nReasoning:\\n1. ...\\n2. ...\\nAnswer:`` + answer
+
+A training target is always ``answer_prompt(Q, context) + answer_completion(answer)``, and
+the cot mode generates its context from :func:`reasoning_prompt`, which is exactly the
+prefix of that training text, so what the model learns to write is what it is scored after.
 """
 
 from __future__ import annotations
+
+import re
 
 #: The two answer continuations scored at the answer slot, as whole strings (a tokenizer may
 #: split either into several tokens; the scorer handles that).
@@ -14,6 +26,13 @@ ANSWER_TEXT = {True: " Yes", False: " No"}
 
 #: The text every answer-slot prompt ends with; the answer continuation follows it directly.
 ANSWER_CUE = "Answer:"
+
+#: Header of the reasoning block (cot mode, Track B corpus, DPO completions).
+REASONING_HEADER = "Reasoning:"
+
+
+def question_line(question: str) -> str:
+    return "Question: " + " ".join(question.split())
 
 
 def answer_prompt(question: str, context: str | None = None) -> str:
@@ -23,9 +42,8 @@ def answer_prompt(question: str, context: str | None = None) -> str:
     for the ``direct`` mode, a draft or a chain of sub-questions and reasoning for the others.
     The seed's training format (``Question: ...`` / ``Answer: Yes``) is the ``direct`` case.
     """
-    question = " ".join(question.split())
-    parts = [f"Question: {question}"]
-    if context:
+    parts = [question_line(question)]
+    if context and context.strip():
         parts.append(context.strip())
     parts.append(ANSWER_CUE)
     return "\n".join(parts)
@@ -34,3 +52,130 @@ def answer_prompt(question: str, context: str | None = None) -> str:
 def answer_completion(answer: bool) -> str:
     """The training target that follows :func:`answer_prompt`: exactly what the scorer scores."""
     return ANSWER_TEXT[bool(answer)]
+
+
+def answer_word(answer: bool) -> str:
+    return ANSWER_TEXT[bool(answer)].strip()
+
+
+# --- reasoning (cot mode, Track B) -------------------------------------------------------------
+
+def reasoning_context(steps: list[str]) -> str:
+    """The reasoning block: a header and numbered steps (sub-questions with their answers)."""
+    lines = [REASONING_HEADER]
+    for number, step in enumerate(steps, start=1):
+        lines.append(f"{number}. {' '.join(step.split())}")
+    return "\n".join(lines)
+
+
+def reasoning_prompt(question: str, draft: dict | None = None) -> str:
+    """The prefix a model reasons from: the question, optionally a draft, then the header.
+
+    The cot mode generates from ``reasoning_prompt(Q)``; Track B trains on
+    ``reasoning_prompt(Q) + reasoning_completion(steps, answer)``; DPO pairs share
+    ``reasoning_prompt(Q, draft)``. In every case prompt + completion equals
+    ``answer_prompt(Q, context) + answer_completion(answer)`` for the matching context.
+    """
+    parts = [question_line(question)]
+    if draft is not None:
+        parts.append(draft_context(draft))
+    parts.append(REASONING_HEADER)
+    return "\n".join(parts) + "\n"
+
+
+def reasoning_completion(steps: list[str], answer: bool) -> str:
+    """Numbered steps, the answer cue and the answer: what follows :func:`reasoning_prompt`."""
+    body = reasoning_context(steps)[len(REASONING_HEADER) + 1:]
+    return f"{body}\n{ANSWER_CUE}{answer_completion(answer)}"
+
+
+def reasoning_from_generation(generated: str) -> str:
+    """Turn text generated after :func:`reasoning_prompt` into a reasoning context.
+
+    Generation is cut at the first answer cue (the answer is scored, never parsed), so the
+    context holds only the steps the model wrote.
+    """
+    body = generated.split(ANSWER_CUE, 1)[0].rstrip()
+    return REASONING_HEADER + "\n" + body.strip("\n")
+
+
+# --- student drafts ----------------------------------------------------------------------------
+
+DRAFT_INSTRUCTIONS = (
+    "Give your first guess to the yes/no question with a brief reason, then the clarifying "
+    "sub-questions you would need answered to be sure. Use exactly this format:\n"
+    "Answer: <Yes/No> - <brief reasoning>\n"
+    "Questions: <focused question>? <key uncertainty>?"
+)
+
+_DRAFT_ANSWER = re.compile(r"^\s*(yes|no)\b[\s,.:;-]*(.*)$", re.IGNORECASE | re.DOTALL)
+_QUESTIONS_LINE = re.compile(r"^\s*Questions?\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def draft_request(question: str) -> str:
+    """The prompt a student draft is generated from; it ends at ``Answer:`` (the seed's format)."""
+    return f"{DRAFT_INSTRUCTIONS}\n\n{question_line(question)}\n{ANSWER_CUE}"
+
+
+def parse_draft(generated: str) -> dict:
+    """Parse the text generated after :func:`draft_request`.
+
+    Returns ``{"guess": True/False/None, "reason": str, "questions": [str], "parse_ok": bool}``;
+    a draft parses when it starts with Yes/No and has at least one question ending in '?'.
+    """
+    first, _, rest = generated.strip().partition("\n")
+    match = _DRAFT_ANSWER.match(first)
+    guess = None if match is None else match.group(1).lower() == "yes"
+    reason = match.group(2).strip() if match else first.strip()
+    questions_match = _QUESTIONS_LINE.search(rest)
+    questions = []
+    if questions_match:
+        questions = [q.strip() + "?" for q in questions_match.group(1).split("?")[:-1] if q.strip()]
+    return {"guess": guess, "reason": reason, "questions": questions,
+            "parse_ok": guess is not None and bool(questions)}
+
+
+def draft_context(draft: dict) -> str:
+    """How a draft is shown before the answer slot (draft mode, DPO prompts).
+
+    The guess is shown as "Draft guess", never as a second "Answer:", so the answer cue
+    appears once per prompt. An unparsed draft is shown as its raw text.
+    """
+    if draft.get("guess") is None:
+        return "Draft: " + " ".join(draft.get("raw", "").split())
+    lines = [f"Draft guess: {answer_word(draft['guess'])}" + (f" - {draft['reason']}" if draft.get("reason") else "")]
+    if draft.get("questions"):
+        lines.append("Draft questions: " + " ".join(draft["questions"]))
+    return "\n".join(lines)
+
+
+# --- teacher -----------------------------------------------------------------------------------
+
+TEACHER_FORMAT = (
+    "## Teaching Analysis\n"
+    "[2-3 sentences acknowledging the student's approach]\n\n"
+    "## Step-by-Step Reasoning\n"
+    "[Numbered steps: answer each clarifying sub-question with the fact that settles it]\n\n"
+    "## Final Assessment\n"
+    "Based on this analysis, the answer is: **[YES/NO]**"
+)
+
+
+def teacher_prompt(question: str, draft: dict | None = None) -> str:
+    """What the teacher is asked: the question, the student's draft, and the seed's format."""
+    draft_text = draft_context(draft) if draft else "(no draft)"
+    return (
+        "You are a patient teacher. A student is answering a yes/no question and has written a first "
+        "guess and the clarifying sub-questions they are unsure about.\n\n"
+        f"{question_line(question)}\nStudent draft:\n{draft_text}\n\n"
+        f"Reply in exactly this format:\n{TEACHER_FORMAT}"
+    )
+
+
+def rationalization_prompt(question: str, draft: dict | None, gold: bool) -> str:
+    """STaR-style rationalisation: the teacher prompt plus the gold answer as a hint."""
+    return (
+        teacher_prompt(question, draft)
+        + f"\n\nHint: the correct answer is {answer_word(gold).upper()}. Reason to it from facts, "
+        "and do not mention that you were given the answer or a hint."
+    )
