@@ -21,6 +21,7 @@ rule score:
     threads: config["resources"]["threads"]
     resources:
         mem_mb=model_resources,
+        gpu=config["resources"]["gpu"],
         runtime=config["resources"]["runtime_min"],
     conda:
         "../../envs/cpu.yaml"
