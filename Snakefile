@@ -12,6 +12,8 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/harvest.smk"
+include: "workflow/rules/corpora.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

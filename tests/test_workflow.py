@@ -36,6 +36,8 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         "student": {"model": str(model_dir), "dtype": "float32"},
         "quantization": {"load_in_4bit": False},
         "eval": {"batch_size": 4},
+        "drafts": {"max_new_tokens": 16, "batch_size": 8},
+        "teacher": {"backend": "gold"},
         "resources": {"threads": 1, "mem_mb": 2000},
     }
     for section, values in overrides.items():
@@ -106,13 +108,14 @@ def test_changing_eval_settings_plans_only_evaluation_and_report(finished_run, t
     assert jobs == {"score": 1, "report": 1}
 
 
-def test_changing_the_sample_does_not_touch_splits_or_scores(finished_run, tiny_model_dir, shared_data):
+def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finished_run, tiny_model_dir, shared_data):
     write_config(finished_run, tiny_model_dir, shared_data, data={"train_samples": 8})
     try:
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"sample_train": 1, "report": 1}
+    assert jobs == {"sample_train": 1, "student_drafts": 1, "teacher_harvest": 1, "build_corpora": 1,
+                    "build_pairs": 1, "report": 1}
 
 
 def test_same_seed_gives_identical_splits_and_scores(finished_run, tmp_path, tiny_model_dir, shared_data):

@@ -8,6 +8,12 @@ rule report:
         dev=rules.split_data.output.dev,
         test=rules.split_data.output.test,
         sample=rules.sample_train.output.sample,
+        drafts=rules.student_drafts.output.drafts,
+        teacher=rules.teacher_harvest.output.outputs,
+        accounting=rules.teacher_harvest.output.accounting,
+        baseline=rules.build_corpora.output.baseline,
+        cot=rules.build_corpora.output.cot,
+        pairs=rules.build_pairs.output.pairs,
         scores=score_files(),
     output:
         report="results/report.md",

@@ -1,0 +1,96 @@
+import pytest
+
+from clarify.drafts import draft_summary, generate_drafts
+from clarify.generation import _finish, generate
+from clarify.models import load_model, load_tokenizer
+from clarify.prompts import draft_context, draft_request, parse_draft
+
+RECORDS = [
+    {"qid": "a", "question": "Is the sky blue?", "answer": True},
+    {"qid": "b", "question": "Could a llama birth twice during the War in Vietnam (1945-46)?", "answer": False},
+    {"qid": "c", "question": "Did Aristotle use a laptop?", "answer": False},
+]
+SETTINGS = {"max_new_tokens": 12, "batch_size": 2, "do_sample": False, "temperature": 0.7, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_model({"path": str(tiny_model_dir)}, {"dtype": "float32"}), load_tokenizer(str(tiny_model_dir))
+
+
+def test_greedy_generation_does_not_depend_on_batching(tiny):
+    model, tokenizer = tiny
+    prompts = [draft_request(r["question"]) for r in RECORDS]
+    batched = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3, progress=False)
+    single = [generate(model, tokenizer, [p], max_new_tokens=8, batch_size=1, progress=False)[0] for p in prompts]
+    assert batched == single
+
+
+def test_length_limit_and_token_counts(tiny):
+    model, tokenizer = tiny
+    out = generate(model, tokenizer, [draft_request("Is the sky blue?")], max_new_tokens=5, progress=False)[0]
+    # a random model does not emit EOS in 5 tokens: it is cut by the limit, and says so
+    assert out["hit_limit"] and out["n_tokens"] == 5
+    assert len(tokenizer(out["text"], add_special_tokens=False)["input_ids"]) == 5
+
+
+def test_sampling_is_seeded(tiny):
+    model, tokenizer = tiny
+    prompts = [draft_request(r["question"]) for r in RECORDS]
+    kwargs = dict(max_new_tokens=8, do_sample=True, temperature=1.0, progress=False)
+    assert generate(model, tokenizer, prompts, seed=3, **kwargs) == generate(model, tokenizer, prompts, seed=3, **kwargs)
+    assert generate(model, tokenizer, prompts, seed=3, **kwargs) != generate(model, tokenizer, prompts, seed=4, **kwargs)
+
+
+def test_stop_strings_end_generation_early(tiny):
+    model, tokenizer = tiny
+    prompt = draft_request("Is the sky blue?")
+    free = generate(model, tokenizer, [prompt], max_new_tokens=10, progress=False)[0]
+    stop_at = free["text"][:2]
+    cut = generate(model, tokenizer, [prompt], max_new_tokens=10, stop=[stop_at], progress=False)[0]
+    assert free["text"].startswith(cut["text"]) and len(cut["text"]) < len(free["text"])
+    assert stop_at not in cut["text"] and not cut["hit_limit"]
+
+
+def test_finish_cuts_at_the_first_stop_string(tiny):
+    _, tokenizer = tiny
+    ids = tokenizer(" Yes - big.\nQuestions: Why?\n\nQuestion: next", add_special_tokens=False)["input_ids"]
+    out = _finish(tokenizer, ids, eos_ids=[tokenizer.eos_token_id], max_new_tokens=len(ids), stop=["\n\n", "\nQuestion:"])
+    assert out["text"] == " Yes - big.\nQuestions: Why?"
+    assert out["n_tokens"] == len(tokenizer(out["text"], add_special_tokens=False)["input_ids"])
+    assert not out["hit_limit"]
+    ended = _finish(tokenizer, ids[:3] + [tokenizer.eos_token_id, 5, 6], [tokenizer.eos_token_id], 6, [])
+    assert ended["n_tokens"] == 3 and not ended["hit_limit"]
+    full = _finish(tokenizer, ids[:4], [tokenizer.eos_token_id], 4, [])
+    assert full["hit_limit"]
+
+
+def test_drafts_keep_every_question_and_flag_unparsed(tiny):
+    model, tokenizer = tiny
+    rows = generate_drafts(model, tokenizer, RECORDS, SETTINGS, progress=False)
+    assert [r["qid"] for r in rows] == ["a", "b", "c"]
+    assert [r["gold"] for r in rows] == [True, False, False]
+    assert all(r["raw"].startswith("Answer:") for r in rows)
+    assert not any(r["parse_ok"] for r in rows)  # a random model writes junk: kept, flagged, counted
+    summary = draft_summary(rows)
+    assert summary["n"] == 3 and summary["parse_ok"] == 0 and summary["hit_limit"] == 3
+
+
+@pytest.mark.parametrize("text, guess, questions, ok", [
+    (" Yes - llamas are fast.\nQuestions: How long is a llama pregnancy? When was the war?", True,
+     ["How long is a llama pregnancy?", "When was the war?"], True),
+    (" no, it is too small\nQuestion: Is it small?", False, ["Is it small?"], True),
+    (" Yes", True, [], False),
+    (" Maybe - unsure\nQuestions: What?", None, ["What?"], False),
+    ("", None, [], False),
+])
+def test_parse_draft(text, guess, questions, ok):
+    parsed = parse_draft(text)
+    assert (parsed["guess"], parsed["questions"], parsed["parse_ok"]) == (guess, questions, ok)
+
+
+def test_draft_context_never_repeats_the_answer_cue():
+    parsed = parse_draft(" Yes - llamas are fast.\nQuestions: How long? When?")
+    context = draft_context(parsed)
+    assert context == "Draft guess: Yes - llamas are fast.\nDraft questions: How long? When?"
+    assert "Answer:" not in draft_context({**parse_draft(" junk"), "raw": "Answer: junk"})

@@ -1,0 +1,31 @@
+"""Rule student_drafts: the student's first guess and clarifying sub-questions per sampled question."""
+
+import logging
+from pathlib import Path
+
+import torch
+
+from clarify.drafts import draft_summary, generate_drafts
+from clarify.errors import one_line_errors
+from clarify.io import read_jsonl, write_jsonl
+from clarify.logs import setup_logging
+from clarify.models import load_model, load_tokenizer, read_manifest
+
+
+@one_line_errors
+def main(smk):
+    setup_logging(smk.log[0])
+    log = logging.getLogger("clarify.student_drafts")
+    torch.set_num_threads(smk.threads)
+    manifest = read_manifest(Path(smk.input.student) / "manifest.json")
+    tokenizer = load_tokenizer(manifest["path"])
+    model = load_model(manifest, smk.params.student, smk.params.quantization)
+    rows = generate_drafts(model, tokenizer, read_jsonl(smk.input.sample), smk.params.drafts)
+    summary = draft_summary(rows)
+    log.info("drafts: %(n)d, parsed %(parse_ok)d, guesses %(guess_yes)d yes / %(guess_no)d no, "
+             "%(guess_correct)d correct, %(hit_limit)d hit the length limit, %(mean_tokens).1f tokens on average",
+             summary)
+    write_jsonl(smk.output.drafts, rows)
+
+
+main(snakemake)  # noqa: F821
