@@ -6,22 +6,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-try:
-    import clarify.teacher  # noqa: F401
-except ImportError:  # TEMP until teacher.py lands: a stand-in with the documented Request
-    import sys
-    import types
-
-    @dataclass(frozen=True)
-    class Request:
-        record: dict
-        prompt: str
-        sample_index: int
-        kind: str = "teach"
-        hint: bool | None = None
-
-    sys.modules["clarify.teacher"] = types.SimpleNamespace(Request=Request)
-
 from clarify import corpora, harvest as hv
 from clarify.errors import InputError
 from clarify.prompts import answer_word, rationalization_prompt, teacher_prompt

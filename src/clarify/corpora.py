@@ -183,11 +183,10 @@ def build_pairs(teacher_rows: list[dict], drafts: dict[str, dict], seed: int,
     "student_draft"``), else the teacher's steps with the flipped answer
     (``"flipped_answer"``). The rejected answer is always ``not gold``. Balanced by gold with
     :func:`balance` (see the module docstring for why). A missing draft is an
-    :class:`InputError`; a pair whose prompt would differ from the evaluator's draft-mode
-    shape (a draft whose context is blank) is skipped, counted and logged.
+    :class:`InputError`; text that would not match the evaluator's shape is a ValueError.
     """
     used, counts = usable_teacher_rows(teacher_rows)
-    pairs, mismatched = [], 0
+    pairs = []
     for row in used:
         qid, question, gold = row["qid"], row["question"], bool(row["gold"])
         if qid not in drafts:
@@ -203,19 +202,14 @@ def build_pairs(teacher_rows: list[dict], drafts: dict[str, dict], seed: int,
             rejected_steps, rejected_from = steps, "flipped_answer"
         rejected = reasoning_completion(rejected_steps, not gold)
         draft_ctx = draft_context(draft)
-        try:
-            _check(prompt, chosen, question, draft_ctx + "\n" + reasoning_context(steps), gold, qid)
-            _check(prompt, rejected, question, draft_ctx + "\n" + reasoning_context(rejected_steps),
-                   not gold, qid)
-        except ValueError as exc:
-            mismatched += 1
-            log.warning("pair skipped: %s", " ".join(str(exc).split())[:300])
-            continue
+        _check(prompt, chosen, question, draft_ctx + "\n" + reasoning_context(steps), gold, qid)
+        _check(prompt, rejected, question, draft_ctx + "\n" + reasoning_context(rejected_steps),
+               not gold, qid)
         pairs.append({"qid": qid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
                       "gold": gold, "rejected_from": rejected_from, "teacher_status": row["status"]})
     log.info("preference pairs: %d of %d teacher rows (%d dropped by the harvest, %d kept "
-             "without steps, %d skipped for a blank draft context); rejected from %s",
-             len(pairs), len(teacher_rows), counts["dropped"], counts["no_steps"], mismatched,
+             "without steps); rejected from %s",
+             len(pairs), len(teacher_rows), counts["dropped"], counts["no_steps"],
              dict(Counter(p["rejected_from"] for p in pairs)))
     return balance(pairs, mode, seed, label=lambda pair: pair["gold"])
 

@@ -25,7 +25,8 @@ import re
 from collections import Counter
 
 from clarify.errors import InputError
-from clarify.prompts import answer_word, rationalization_prompt, teacher_prompt
+from clarify.prompts import rationalization_prompt, teacher_prompt
+from clarify.teacher import Request
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,6 @@ def harvest(records: list[dict], drafts: dict[str, dict] | None, teacher, settin
     error); ``settings`` is the config's ``teacher`` section. Exactly two ``complete_many``
     calls at most: the votes, then (``rationalize`` only) the hinted retries.
     """
-    from clarify.teacher import Request
-
     _check_inputs(records, drafts, settings)
     n_samples = settings["samples"]
     mode = settings["on_disagreement"]
@@ -319,8 +318,3 @@ def format_accounting(rows: list[dict]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def describe_vote(vote: dict) -> str:
-    """``"yes 2 / no 1 / invalid 0 -> Yes"`` (for logs)."""
-    majority = "invalid" if vote["majority"] is None else answer_word(vote["majority"])
-    return f"yes {vote['yes']} / no {vote['no']} / invalid {vote['invalid']} -> {majority}"

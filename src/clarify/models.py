@@ -141,8 +141,12 @@ def quantization_config(settings: dict):
     )
 
 
-def load_model(manifest: dict, student: dict, quantization: dict | None = None):
-    """Load the student described by ``manifest`` with the ``student``/``quantization`` settings."""
+def load_model(manifest: dict, student: dict, quantization: dict | None = None, adapter: str | None = None):
+    """Load the student described by ``manifest`` with the ``student``/``quantization`` settings.
+
+    With ``adapter`` (a PEFT folder) the adapter is applied, and merged into the weights when
+    they are not quantised (faster inference; identical outputs).
+    """
     quant = quantization_config(quantization or {})
     dtype = student.get("dtype", "float32")
     if dtype == "auto":
@@ -154,6 +158,12 @@ def load_model(manifest: dict, student: dict, quantization: dict | None = None):
     model = _from_pretrained(manifest["path"], gguf_file=None, **kwargs)
     if quant is None and torch.cuda.is_available():
         model.to("cuda")
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if quant is None:
+            model = model.merge_and_unload()
     model.eval()
     return model
 

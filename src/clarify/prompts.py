@@ -142,8 +142,8 @@ def draft_context(draft: dict) -> str:
     appears once per prompt. An unparsed draft is shown as its raw text.
     """
     if draft.get("guess") is None:
-        raw = " ".join(draft.get("raw", "").split())
-        return "Draft: " + raw.removeprefix(ANSWER_CUE).strip().replace(ANSWER_CUE, "Guess:")
+        raw = " ".join(draft.get("raw", "").split()).removeprefix(ANSWER_CUE).strip()
+        return "Draft: " + (raw.replace(ANSWER_CUE, "Guess:") or "(empty)")
     lines = [f"Draft guess: {answer_word(draft['guess'])}" + (f" - {draft['reason']}" if draft.get("reason") else "")]
     if draft.get("questions"):
         lines.append("Draft questions: " + " ".join(draft["questions"]))

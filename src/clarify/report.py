@@ -1,7 +1,7 @@
 """``results/report.md``: rendered only from artifacts the DAG produced.
 
-Each section reads its numbers from files (splits, score parquets, metadata) so that every
-figure in the report can be traced back to one artifact.
+Each section reads its numbers from files (splits, drafts, teacher outputs, corpora,
+training logs, score parquets) so every figure in the report traces back to one artifact.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ import pandas as pd
 import yaml
 
 from .data import class_mix
+from .drafts import draft_summary
 from .io import read_jsonl
-from .stats import accuracy
+from .stats import accuracy, mcnemar
+
+#: Display names of the scored models, and the paired comparisons the report makes.
+MODEL_NAMES = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)"}
+COMPARISONS = [("phaseA", "base"), ("phaseB", "phaseA"), ("phaseB", "base")]
 
 
 def pct(value: float) -> str:
@@ -26,18 +31,26 @@ def format_accuracy(acc) -> str:
     return f"{100 * acc.accuracy:.1f}% [{100 * acc.ci_low:.1f}, {100 * acc.ci_high:.1f}]"
 
 
+def format_p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def mix_row(name: str, rows: list[dict], label: str = "answer") -> list:
+    mix = class_mix([{"answer": r[label]} for r in rows])
+    return [name, mix["n"], mix["yes"], mix["no"], pct(mix["yes_frac"])]
+
+
+# --- data and harvest ------------------------------------------------------------------------
+
 def data_section(source_meta: str | Path, splits: dict[str, str | Path], sample: str | Path) -> str:
     meta = json.loads(Path(source_meta).read_text())
-    rows = []
-    for name, path in [*splits.items(), ("train sample", sample)]:
-        mix = class_mix(read_jsonl(path))
-        rows.append([name, mix["n"], mix["yes"], mix["no"], pct(mix["yes_frac"])])
+    rows = [mix_row(name, read_jsonl(path)) for name, path in [*splits.items(), ("train sample", sample)]]
     checksum = f", sha256 `{meta['sha256']}`" if meta.get("sha256") else ""
     return "\n".join([
         "## Data",
@@ -49,39 +62,168 @@ def data_section(source_meta: str | Path, splits: dict[str, str | Path], sample:
     ])
 
 
-def load_scores(score_files: list[str | Path]) -> list[pd.DataFrame]:
-    frames = []
+def harvest_section(drafts: str | Path, teacher: str | Path, accounting: str | Path,
+                    corpora: dict[str, str | Path]) -> str:
+    d = draft_summary(read_jsonl(drafts))
+    teacher_rows = read_jsonl(teacher)
+    table = pd.read_csv(accounting)
+    samples = sum(len(r["samples"]) for r in teacher_rows)
+    cached = sum(s["cached"] for r in teacher_rows for s in r["samples"])
+    prompt_tokens = sum(s["prompt_tokens"] for r in teacher_rows for s in r["samples"])
+    completion_tokens = sum(s["completion_tokens"] for r in teacher_rows for s in r["samples"])
+    cost = sum(s["cost_usd"] for r in teacher_rows for s in r["samples"])
+    backend = f"{teacher_rows[0]['backend']} / {teacher_rows[0]['model']}" if teacher_rows else "none"
+    status_columns = [c for c in ["total", "agreed", "rationalized", "kept_gold", "dropped", "invalid_vote"]
+                      if c in table.columns]
+    drop_columns = [c for c in table.columns if c.startswith("drop_") and table[c].sum() > 0]
+    accounting_rows = [[row["label"], *[int(row[c]) for c in status_columns + drop_columns]]
+                       for _, row in table.iterrows()]
+    corpus_rows = []
+    for name, path in corpora.items():
+        rows = read_jsonl(path)
+        label = "gold" if name == "pairs" else "answer"
+        corpus_rows.append(mix_row(name, rows, label))
+    pairs = read_jsonl(corpora["pairs"]) if "pairs" in corpora else []
+    rejected = pd.Series([p["rejected_from"] for p in pairs]).value_counts().to_dict() if pairs else {}
+    return "\n".join([
+        "## Harvest: drafts, teacher, corpora",
+        "",
+        f"Student drafts: {d['n']} questions, {d['parse_ok']} parsed in the draft format; guesses "
+        f"{d['guess_yes']} yes / {d['guess_no']} no, {d['guess_correct']} correct; {d['hit_limit']} hit the "
+        f"length limit; {d['mean_tokens']:.1f} generated tokens on average.",
+        "",
+        f"Teacher `{backend}`: {samples} responses ({cached} served from the cache when this harvest ran), "
+        f"{prompt_tokens} prompt + {completion_tokens} completion tokens, ${cost:.4f}.",
+        "Every sampled question is accounted for (no silent filtering):",
+        "",
+        markdown_table(["gold label", *status_columns, *drop_columns], accounting_rows),
+        "",
+        "Corpora, label-balanced by construction:",
+        "",
+        markdown_table(["corpus", "examples", "yes", "no", "yes share"], corpus_rows),
+        "",
+        "Preference pairs by origin of the rejected side: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none") + ".",
+    ])
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def load_training_logs(adapters: dict[str, str | Path]) -> dict[str, dict]:
+    return {name: json.loads((Path(path) / "training_log.json").read_text()) for name, path in adapters.items()}
+
+
+def training_figure(logs: dict[str, dict], out_path: str | Path) -> None:
+    """Training loss per step and dev accuracy per epoch, one column per phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, max(1, len(logs)), figsize=(5 * max(1, len(logs)), 6), squeeze=False)
+    for column, (name, log) in enumerate(logs.items()):
+        losses = log["loss_history"]
+        axes[0][column].plot([h["step"] for h in losses], [h["loss"] for h in losses])
+        axes[0][column].set(title=f"{MODEL_NAMES.get(name, name)}: training loss", xlabel="step", ylabel="loss")
+        dev = log["dev_history"]
+        epochs = [h["epoch"] for h in dev]
+        acc = [100 * h["dev_accuracy"] for h in dev]
+        low = [100 * h["dev_ci"][0] for h in dev]
+        high = [100 * h["dev_ci"][1] for h in dev]
+        axes[1][column].errorbar(epochs, acc, yerr=[[a - lo for a, lo in zip(acc, low)],
+                                                    [hi - a for a, hi in zip(acc, high)]], marker="o", capsize=3)
+        axes[1][column].axvline(log["best_epoch"], color="grey", linestyle=":", label="kept")
+        axes[1][column].set(title=f"dev accuracy ({log['dev_mode']} mode)", xlabel="epoch", ylabel="%")
+        axes[1][column].legend()
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100, format="png")
+    plt.close(fig)
+
+
+def training_section(logs: dict[str, dict], figure: str | None) -> str:
+    rows = []
+    for name, log in logs.items():
+        best = next(h for h in log["dev_history"] if h["epoch"] == log["best_epoch"])
+        params = log["parameters"]
+        rows.append([
+            MODEL_NAMES.get(name, name), log["train_examples"], f"{log['epochs_run']} ({log['steps']} steps)",
+            log["best_epoch"],
+            f"{pct(best['dev_accuracy'])} [{100 * best['dev_ci'][0]:.1f}, {100 * best['dev_ci'][1]:.1f}] ({log['dev_mode']})",
+            f"{params['trainable']:,} / {params['total']:,} ({100 * params['trainable'] / params['total']:.2f}%)",
+            ", ".join(log["lora_targets"]), f"{log['device']}{', 4-bit' if log['load_in_4bit'] else ''}"
+            f"{', bf16' if log['bf16'] else ''}", f"{log['wall_time_s']:.0f} s",
+        ])
+    lines = [
+        "## Training",
+        "",
+        "Each phase keeps its best epoch by dev accuracy (early stopping on dev; the test split is never used).",
+        "",
+        markdown_table(["phase", "examples", "epochs run", "kept epoch", "dev accuracy [95% CI]",
+                        "trainable / total parameters", "LoRA targets", "device", "wall time"], rows),
+    ]
+    if figure:
+        lines += ["", f"![training curves]({figure})"]
+    return "\n".join(lines)
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+def load_scores(score_files: list[str | Path]) -> dict[tuple[str, str], pd.DataFrame]:
+    frames = {}
     for path in score_files:
         frame = pd.read_parquet(path)
-        parts = Path(path).parts
-        frame.attrs.setdefault("model", parts[-2])
-        frame.attrs.setdefault("mode", Path(path).stem)
-        frames.append(frame)
+        model = frame.attrs.get("model", Path(path).parts[-2])
+        mode = frame.attrs.get("mode", Path(path).stem)
+        frames[(model, mode)] = frame
     return frames
 
 
 def evaluation_section(score_files: list[str | Path]) -> str:
     frames = load_scores(score_files)
     rows, token_notes = [], set()
-    for frame in frames:
+    for (model, mode), frame in frames.items():
         acc = accuracy(frame["correct"])
-        rows.append([frame.attrs["model"], frame.attrs["mode"], acc.n, format_accuracy(acc),
-                     pct(frame["pred"].mean()), pct(frame["gold"].mean())])
+        generated = "-"
+        if "gen_tokens" in frame:
+            generated = f"{frame['gen_tokens'].mean():.1f} tokens, {int(frame['hit_limit'].sum())} at limit"
+        rows.append([MODEL_NAMES.get(model, model), mode, acc.n, format_accuracy(acc),
+                     pct(frame["pred"].mean()), pct(frame["gold"].mean()), generated])
         ids = frame.attrs.get("answer_token_ids")
         if ids:
             token_notes.add(f"Yes={ids['yes']}, No={ids['no']}")
-    split = frames[0].attrs.get("split", "?") if frames else "?"
+    split = next(iter(frames.values())).attrs.get("split", "?") if frames else "?"
     lines = [
         "## Evaluation",
         "",
         f"Answer-slot scoring on the {split} split: the prediction is whichever of log P(\" Yes\") and "
         "log P(\" No\") is larger at the answer position; intervals are Wilson 95%. "
-        "\"predicted yes\" shows the class balance of the predictions beside the gold share.",
+        "\"predicted yes\" shows the class balance of the predictions beside the gold share: a model "
+        "that answers one class to everything shows 0% or 100% there.",
         "",
-        markdown_table(["model", "mode", "n", "accuracy [95% CI]", "predicted yes", "gold yes"], rows),
+        markdown_table(["model", "mode", "n", "accuracy [95% CI]", "predicted yes", "gold yes", "generated"], rows),
     ]
     if token_notes:
         lines += ["", "Answer token ids: " + "; ".join(sorted(token_notes)) + "."]
+    comparisons = []
+    modes = sorted({mode for _, mode in frames}, key=["direct", "draft", "cot"].index)
+    for a, b in COMPARISONS:
+        for mode in modes:
+            if (a, mode) not in frames or (b, mode) not in frames:
+                continue
+            fa, fb = frames[(a, mode)], frames[(b, mode)]
+            if list(fa["qid"]) != list(fb["qid"]):
+                raise ValueError(f"{a}/{mode} and {b}/{mode} were scored on different questions")
+            test = mcnemar(fa["correct"], fb["correct"])
+            diff = fa["correct"].mean() - fb["correct"].mean()
+            comparisons.append([f"{MODEL_NAMES.get(a, a)} vs {MODEL_NAMES.get(b, b)}", mode,
+                                f"{100 * diff:+.1f} pp", test["a_only"], test["b_only"], format_p(test["p_value"])])
+    if comparisons:
+        lines += ["", "Paired comparisons on the same questions (exact McNemar test; "
+                  "\"only first right\" counts questions the first model gets right and the second wrong):", "",
+                  markdown_table(["comparison", "mode", "difference", "only first right", "only second right",
+                                  "p-value"], comparisons)]
     return "\n".join(lines)
 
 
@@ -90,10 +232,17 @@ def config_section(config: dict) -> str:
                       "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```"])
 
 
-def build_report(title: str, source_meta, splits, sample, score_files, config: dict) -> str:
+def build_report(*, title: str, source_meta, splits, sample, drafts, teacher, accounting, corpora: dict,
+                 adapters: dict, score_files: list, config: dict, figure_path: str | Path,
+                 figure_link: str) -> str:
+    """Render the whole report; writes the training-curve figure to ``figure_path``."""
+    logs = load_training_logs(adapters)
+    training_figure(logs, figure_path)
     sections = [
         f"# {title}",
         data_section(source_meta, splits, sample),
+        harvest_section(drafts, teacher, accounting, corpora),
+        training_section(logs, figure_link),
         evaluation_section(score_files),
         config_section(config),
     ]

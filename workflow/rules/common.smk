@@ -21,13 +21,38 @@ def model_resources(wildcards, attempt):
     return config["resources"]["mem_mb"] * attempt
 
 
-# The models and eval modes scored so far; later stages extend these lists.
-SCORED_MODELS = ["base"]
-EVAL_MODES = ["direct"]
+# Every model scored, and where its adapter comes from (the base model has none).
+ADAPTERS = {
+    "base": None,
+    "phaseA": "models/baseline_phaseA",
+    "phaseB": "models/cot_phaseB",
+}
+SCORED_MODELS = list(ADAPTERS)
+EVAL_MODES = ["direct", "draft", "cot"]
 
 
 def score_files():
-    return expand("results/scores/{model}/{mode}.parquet", model=SCORED_MODELS, mode=EVAL_MODES)
+    return expand("results/scores/{model}/{mode}.parquet", model=SCORED_MODELS, mode=config["eval"]["modes"])
+
+
+def adapter_input(wildcards):
+    adapter = ADAPTERS[wildcards.model]
+    return {"adapter": adapter} if adapter else {}
+
+
+def eval_settings(wildcards):
+    """What a score job depends on: generation settings only for the modes that generate."""
+    settings = pick("eval", "split", "batch_size", "max_questions")
+    if wildcards.mode == "draft":
+        settings["drafts"] = config["drafts"]
+    if wildcards.mode == "cot":
+        settings["cot_max_new_tokens"] = config["eval"]["cot_max_new_tokens"]
+    return settings
+
+
+def training_eval_settings():
+    """What the per-epoch dev check needs: scoring batch size and generation settings."""
+    return {**pick("eval", "batch_size", "cot_max_new_tokens"), "drafts": config["drafts"]}
 
 
 def local_data_source(wildcards):

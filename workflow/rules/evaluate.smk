@@ -3,12 +3,13 @@
 
 rule score:
     input:
+        unpack(adapter_input),
         questions=lambda wildcards: f"data/splits/{config['eval']['split']}.jsonl",
         student=rules.prepare_student.output.student,
     output:
         scores="results/scores/{model}/{mode}.parquet",
     params:
-        eval=config["eval"],
+        eval=eval_settings,
         student=config["student"],
         quantization=config["quantization"],
     wildcard_constraints:

@@ -14,9 +14,12 @@ rule report:
         baseline=rules.build_corpora.output.baseline,
         cot=rules.build_corpora.output.cot,
         pairs=rules.build_pairs.output.pairs,
+        phase_a=rules.train_phase_a.output.adapter,
+        phase_b=rules.train_phase_b.output.adapter,
         scores=score_files(),
     output:
         report="results/report.md",
+        training_curves="results/figures/training_curves.png",
     params:
         report=config["report"],
         config={key: value for key, value in config.items() if key != "resources"},

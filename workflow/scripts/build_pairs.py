@@ -12,7 +12,8 @@ from clarify.logs import setup_logging
 def main(smk):
     setup_logging(smk.log[0])
     drafts = {row["qid"]: row for row in read_jsonl(smk.input.drafts)}
-    pairs = build_pairs(read_jsonl(smk.input.teacher), drafts, smk.params.corpus["seed"])
+    settings = smk.params.corpus
+    pairs = build_pairs(read_jsonl(smk.input.teacher), drafts, settings["seed"], mode=settings["balance"])
     logging.getLogger("clarify.build_pairs").info("pairs: %s", corpus_summary(pairs))
     write_jsonl(smk.output.pairs, pairs)
 

@@ -1,7 +1,9 @@
-"""Rule report: render results/report.md from the artifacts the DAG produced."""
+"""Rule report: render results/report.md (and its figures) from the artifacts the DAG produced."""
+
+import os
 
 from clarify.errors import one_line_errors
-from clarify.io import write_text
+from clarify.io import atomic_path, write_text
 from clarify.logs import setup_logging
 from clarify.report import build_report
 
@@ -9,14 +11,23 @@ from clarify.report import build_report
 @one_line_errors
 def main(smk):
     setup_logging(smk.log[0])
-    text = build_report(
-        title=smk.params.report["title"],
-        source_meta=smk.input.meta,
-        splits={"train": smk.input.train, "dev": smk.input.dev, "test": smk.input.test},
-        sample=smk.input.sample,
-        score_files=list(smk.input.scores),
-        config=smk.params.config,
-    )
+    inp = smk.input
+    with atomic_path(smk.output.training_curves) as figure:
+        text = build_report(
+            title=smk.params.report["title"],
+            source_meta=inp.meta,
+            splits={"train": inp.train, "dev": inp.dev, "test": inp.test},
+            sample=inp.sample,
+            drafts=inp.drafts,
+            teacher=inp.teacher,
+            accounting=inp.accounting,
+            corpora={"Track A (baseline)": inp.baseline, "Track B (cot)": inp.cot, "pairs": inp.pairs},
+            adapters={"phaseA": inp.phase_a, "phaseB": inp.phase_b},
+            score_files=list(inp.scores),
+            config=smk.params.config,
+            figure_path=figure,
+            figure_link=os.path.relpath(smk.output.training_curves, os.path.dirname(smk.output.report)),
+        )
     write_text(smk.output.report, text)
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import torch
 
 from clarify.errors import one_line_errors
+from clarify.evaluation import evaluate
 from clarify.io import atomic_path, read_jsonl
 from clarify.logs import setup_logging
 from clarify.models import load_model, load_tokenizer, read_manifest
-from clarify.scoring import answer_tokens, score_questions
+from clarify.scoring import answer_tokens
 from clarify.stats import accuracy
 
 
@@ -18,24 +19,27 @@ def main(smk):
     setup_logging(smk.log[0])
     log = logging.getLogger("clarify.score")
     torch.set_num_threads(smk.threads)
+    model_name, mode = smk.wildcards.model, smk.wildcards.mode
     settings = smk.params.eval
     questions = sorted(read_jsonl(smk.input.questions), key=lambda r: r["qid"])
     if settings["max_questions"]:
         questions = questions[: settings["max_questions"]]
     manifest = read_manifest(Path(smk.input.student) / "manifest.json")
     tokenizer = load_tokenizer(manifest["path"])
-    model = load_model(manifest, smk.params.student, smk.params.quantization)
+    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
     tokens = answer_tokens(tokenizer)
     log.info("answer token ids: Yes=%s No=%s (%s)", list(tokens.yes), list(tokens.no),
              tokenizer.convert_ids_to_tokens(list(tokens.yes + tokens.no)))
-    scores = score_questions(model, tokenizer, questions, batch_size=settings["batch_size"],
-                             desc=f"{smk.wildcards.model}/{smk.wildcards.mode}")
-    scores.attrs = {"model": smk.wildcards.model, "mode": smk.wildcards.mode, "split": settings["split"],
+    scores = evaluate(model, tokenizer, questions, mode, settings)
+    scores.attrs = {"model": model_name, "mode": mode, "split": settings["split"],
                     "answer_token_ids": {"yes": list(tokens.yes), "no": list(tokens.no)}}
     with atomic_path(smk.output.scores) as tmp:
         scores.to_parquet(tmp, index=False)
-    log.info("%s/%s on %s: %s; predicted yes %.1f%%", smk.wildcards.model, smk.wildcards.mode,
-             settings["split"], accuracy(scores["correct"]), 100 * scores["pred"].mean())
+    extra = ""
+    if "hit_limit" in scores:
+        extra = f"; {int(scores['hit_limit'].sum())} generations hit the length limit"
+    log.info("%s/%s on %s: %s; predicted yes %.1f%%%s", model_name, mode, settings["split"],
+             accuracy(scores["correct"]), 100 * scores["pred"].mean(), extra)
 
 
 main(snakemake)  # noqa: F821

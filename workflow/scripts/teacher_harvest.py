@@ -5,7 +5,7 @@ import logging
 import pandas as pd
 
 from clarify.errors import one_line_errors
-from clarify.harvest import format_accounting, harvest
+from clarify.harvest import harvest
 from clarify.io import atomic_path, read_jsonl, write_jsonl
 from clarify.logs import setup_logging
 from clarify.teacher import make_teacher
@@ -24,7 +24,6 @@ def main(smk):
     log.info("teacher %s/%s: %d requests made, %d from cache, %d retries, %d prompt + %d completion tokens, $%.4f",
              teacher.backend, teacher.model, spend.requests_made, spend.cache_hits, spend.retries,
              spend.prompt_tokens, spend.completion_tokens, spend.cost_usd)
-    log.info("accounting:\n%s", format_accounting(accounting))
     write_jsonl(smk.output.outputs, rows)
     with atomic_path(smk.output.accounting) as tmp:
         pd.DataFrame(accounting).to_csv(tmp, index=False)

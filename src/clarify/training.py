@@ -1,0 +1,303 @@
+"""Phase A and Phase B: supervised LoRA / QLoRA fine-tuning with TRL's ``SFTTrainer``.
+
+* Targets are tokenised here, with the same tokenizer call the scorer uses, so the answer
+  ids the model is trained on are exactly the ids scored at the answer slot. The dataset
+  reaches TRL pre-tokenised (``input_ids`` + ``completion_mask``): completion-only loss, and
+  no EOS appended behind our back.
+* Batches are padded to their longest member and grouped by length; nothing is padded to
+  ``max_length`` (which only truncates).
+* Every epoch ends with a dev check in the phase's eval mode (``evaluation.evaluate``); the
+  best epoch's adapter is kept and training stops after ``early_stopping_patience`` epochs
+  without improvement. The test split is never looked at.
+* Checkpoints are written each epoch outside the rule's output, so a killed job resumes
+  from its last finished epoch when it is run again.
+* 4-bit NF4 + bf16 + gradient checkpointing where CUDA exists; plain LoRA in float32 on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .evaluation import evaluate
+from .models import linear_module_names, load_model, load_tokenizer, resolve_lora_targets
+from .stats import accuracy
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "dev_history.json"
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def tokenize_rows(rows: list[dict], tokenizer, max_length: int) -> dict[str, list]:
+    """``input_ids`` and ``completion_mask`` for prompt/completion rows.
+
+    The full text is tokenised in one call (as the scorer does); the completion starts where
+    the prompt's own tokenisation stops matching. Rows longer than ``max_length`` keep their
+    end (the answer) and lose the start of the prompt; how many were cut is logged.
+    """
+    ids_all, masks, truncated = [], [], 0
+    for row in rows:
+        prompt_ids = tokenizer(row["prompt"], add_special_tokens=True)["input_ids"]
+        ids = tokenizer(row["prompt"] + row["completion"], add_special_tokens=True)["input_ids"]
+        shared = 0
+        while shared < min(len(prompt_ids), len(ids)) and prompt_ids[shared] == ids[shared]:
+            shared += 1
+        if shared == len(ids):
+            raise InputError(f"corpus row {row.get('qid')}: field 'completion' adds no tokens to the prompt")
+        mask = [0] * shared + [1] * (len(ids) - shared)
+        if len(ids) > max_length:
+            truncated += 1
+            ids, mask = ids[-max_length:], mask[-max_length:]
+        ids_all.append(ids)
+        masks.append(mask)
+    if truncated:
+        log.warning("%d of %d training texts were longer than max_length=%d and lost their start",
+                    truncated, len(rows), max_length)
+    return {"input_ids": ids_all, "completion_mask": masks}
+
+
+def to_dataset(rows: list[dict], tokenizer, max_length: int):
+    from datasets import Dataset
+
+    return Dataset.from_dict(tokenize_rows(rows, tokenizer, max_length))
+
+
+# --- the model -----------------------------------------------------------------------------
+
+def build_peft_model(manifest: dict, student: dict, quantization: dict, lora: dict,
+                     init_adapter: str | None, gradient_checkpointing: bool):
+    """Base model + a trainable LoRA adapter: a new one, or ``init_adapter`` trained further."""
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    model = load_model(manifest, student, quantization)
+    if quantization.get("load_in_4bit"):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if init_adapter:
+        model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+        targets = sorted(model.peft_config["default"].target_modules)
+    else:
+        targets = resolve_lora_targets(model, lora["target_modules"])
+        config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                            target_modules=targets, task_type="CAUSAL_LM", bias="none")
+        model = get_peft_model(model, config)
+    return model, targets
+
+
+def parameter_counts(model) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": int(trainable), "total": int(total)}
+
+
+# --- trainer pieces ------------------------------------------------------------------------
+
+def _sft_trainer_class():
+    from trl import SFTTrainer
+
+    class AnswerWeightedSFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss can weight the answer token by class (``class_weights``).
+
+        The answer token is the last supervised token of each row; its cross-entropy is scaled
+        by the weight of the row's gold answer. Without weights this is TRL's own loss.
+        """
+
+        answer_weights: dict[int, float] | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.answer_weights:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            logits = outputs.logits[:, :-1, :].float()
+            target = labels[:, 1:]
+            losses = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+            weights = (target != -100).float()
+            positions = torch.arange(target.shape[1], device=target.device).expand_as(target)
+            last = torch.where(target != -100, positions, -1).max(dim=1).values
+            rows = torch.arange(target.shape[0], device=target.device)
+            answer_ids = target[rows, last]
+            for token_id, weight in self.answer_weights.items():
+                scale = torch.where(answer_ids == token_id, weight, 1.0)
+                weights[rows, last] = weights[rows, last] * scale
+            loss = (losses * weights).sum() / (target != -100).sum().clamp(min=1)
+            return (loss, outputs) if return_outputs else loss
+
+    return AnswerWeightedSFTTrainer
+
+
+def _dev_callback(tokenizer, dev_records, eval_settings, mode, patience, best_dir: Path, history_path: Path):
+    from transformers import TrainerCallback
+
+    class DevCheck(TrainerCallback):
+        """Dev accuracy at each epoch end; keeps the best adapter; stops on no improvement."""
+
+        def __init__(self):
+            self.history = json.loads(history_path.read_text()) if history_path.exists() else []
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            was_training = model.training
+            model.eval()
+            frame = evaluate(model, tokenizer, dev_records, mode, eval_settings, progress=False)
+            if was_training:
+                model.train()
+            acc = accuracy(frame["correct"])
+            epoch = int(round(state.epoch))
+            best = max((h["dev_accuracy"] for h in self.history), default=-1.0)
+            entry = {"epoch": epoch, "step": state.global_step, "dev_accuracy": acc.accuracy,
+                     "dev_ci": [acc.ci_low, acc.ci_high], "dev_n": acc.n,
+                     "dev_pred_yes": float(frame["pred"].mean()) if len(frame) else 0.0}
+            self.history.append(entry)
+            if acc.accuracy > best:
+                model.save_pretrained(best_dir)
+                entry["best"] = True
+            history_path.write_text(json.dumps(self.history, indent=2))
+            log.info("epoch %d: dev %s accuracy %s, predicted yes %.1f%%", epoch, mode, acc,
+                     100 * entry["dev_pred_yes"])
+            best_epoch = max(self.history, key=lambda h: h["dev_accuracy"])["epoch"]
+            if epoch - best_epoch >= patience:
+                log.info("no dev improvement for %d epoch(s) since epoch %d: stopping", patience, best_epoch)
+                control.should_training_stop = True
+            return control
+
+    return DevCheck()
+
+
+def _last_checkpoint(checkpoint_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+
+# --- the phase -----------------------------------------------------------------------------
+
+def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict, lora: dict,
+                settings: dict, eval_settings: dict, train_rows: list[dict], dev_records: list[dict],
+                output_dir: str | Path, checkpoint_dir: str | Path, init_adapter: str | None = None,
+                callbacks: tuple = (), progress: bool = True) -> dict:
+    """Train one phase's adapter and write it (best dev epoch) with ``training_log.json``.
+
+    ``settings`` is the phase's config section; ``eval_settings`` the eval section (batch
+    size, generation lengths) with ``drafts`` added. Returns the training log.
+    """
+    from trl import SFTConfig
+
+    if not train_rows:
+        raise InputError(f"{phase}: the training corpus is empty")
+    started = time.time()
+    cuda = torch.cuda.is_available()
+    output_dir, checkpoint_dir = Path(output_dir), Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    best_dir, history_path = checkpoint_dir / "best", checkpoint_dir / HISTORY_FILE
+    resume = _last_checkpoint(checkpoint_dir)
+    if resume is None:  # a fresh start: forget a previous attempt's dev history
+        for stale in (best_dir, history_path):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    gradient_checkpointing = settings["gradient_checkpointing"]
+    if gradient_checkpointing == "auto":
+        gradient_checkpointing = cuda
+    if settings["bf16"] is True and not (cuda and torch.cuda.is_bf16_supported()):
+        raise InputError(f"{phase}.bf16: bf16 training needs a CUDA GPU that supports it; set it to auto or false")
+    bf16 = settings["bf16"] is True or (settings["bf16"] == "auto" and cuda and torch.cuda.is_bf16_supported())
+
+    tokenizer = load_tokenizer(manifest["path"])
+    model, targets = build_peft_model(manifest, student, quantization, lora, init_adapter, gradient_checkpointing)
+    counts = parameter_counts(model)
+    log.info("%s: LoRA on %s; %d trainable of %d parameters (%.2f%%)", phase, ", ".join(targets),
+             counts["trainable"], counts["total"], 100 * counts["trainable"] / counts["total"])
+    dataset = to_dataset(train_rows, tokenizer, settings["max_length"])
+    steps_per_epoch = math.ceil(len(dataset) / (settings["batch_size"] * settings["grad_accum"]))
+
+    args = SFTConfig(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings["epochs"],
+        per_device_train_batch_size=settings["batch_size"],
+        gradient_accumulation_steps=settings["grad_accum"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=math.ceil(settings["warmup_ratio"] * steps_per_epoch * settings["epochs"]),
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        train_sampling_strategy="group_by_length",
+        completion_only_loss=True,
+        packing=False,
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=False,  # enabled on the model above, before PEFT wraps it
+        logging_steps=1,
+        save_strategy="epoch",
+        save_total_limit=1,
+        eval_strategy="no",
+        report_to=[],
+        seed=settings["seed"],
+        data_seed=settings["seed"],
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+    )
+    trainer_class = _sft_trainer_class()
+    dev_check = _dev_callback(tokenizer, dev_records, eval_settings, settings["dev_mode"],
+                              settings["early_stopping_patience"], best_dir, history_path)
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=[dev_check, *callbacks])
+    if settings.get("class_weights"):
+        from .scoring import answer_tokens
+
+        ids = answer_tokens(tokenizer)
+        if not ids.single_token:
+            raise InputError(f"{phase}.class_weights: needs single-token answers; this tokenizer splits them")
+        trainer.answer_weights = {ids.yes[0]: settings["class_weights"]["yes_weight"],
+                                  ids.no[0]: settings["class_weights"]["no_weight"]}
+    if resume:
+        log.info("%s: resuming from %s", phase, resume)
+    trainer.train(resume_from_checkpoint=resume)
+
+    history = dev_check.history
+    if not best_dir.is_dir():
+        raise RuntimeError(f"{phase}: no epoch finished, nothing to keep")
+    best = max(history, key=lambda h: h["dev_accuracy"])
+    training_log = {
+        "phase": phase,
+        "init_adapter": init_adapter,
+        "train_examples": len(dataset),
+        "train_tokens": int(sum(len(ids) for ids in dataset["input_ids"])),
+        "steps": trainer.state.global_step,
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "dev_mode": settings["dev_mode"],
+        "dev_history": history,
+        "loss_history": [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]}
+                         for h in trainer.state.log_history if "loss" in h],
+        "lora_targets": targets,
+        "linear_modules": linear_module_names(model.get_base_model()),
+        "parameters": counts,
+        "device": "cuda" if cuda else "cpu",
+        "bf16": bf16,
+        "load_in_4bit": bool(quantization.get("load_in_4bit")),
+        "gradient_checkpointing": bool(gradient_checkpointing),
+        "resumed_from": resume,
+        "wall_time_s": round(time.time() - started, 1),
+    }
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(best_dir, tmp)
+    (tmp / "training_log.json").write_text(json.dumps(training_log, indent=2))
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tmp.rename(output_dir)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    log.info("%s: kept epoch %d (dev %.1f%%) of %d; %d steps in %.0f s", phase, best["epoch"],
+             100 * best["dev_accuracy"], len(history), trainer.state.global_step, training_log["wall_time_s"])
+    return training_log
