@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clarify.config import describe_error, validate_config
+from clarify.config import describe_error, schema_defaults, validate_config
 from clarify.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,11 @@ def test_shipped_configs_are_valid_and_defaults_are_filled():
 def test_missing_sections_take_schema_defaults():
     config = validate_config({"data": {"source": "x.json"}}, SCHEMA)
     assert config["data"]["split_seed"] == 42 and config["data"]["train_samples"] == 200
-    assert config["eval"] == {"split": "test", "batch_size": 16, "max_questions": None}
+    assert config["eval"] == {"split": "test", "batch_size": 16, "max_questions": None,
+                              "modes": ["direct", "draft", "cot"], "cot_max_new_tokens": 160}
+    assert config["teacher"]["backend"] == "gold" and config["teacher"]["samples"] == 3
+    assert config["phase_a"]["learning_rate"] == 2e-4 and config["phase_b"]["learning_rate"] == 1e-4
+    assert config["phase_b"]["class_weights"] is None and "class_weights" not in config["phase_a"]
     assert config["lora"]["target_modules"] == "all-linear"
 
 
@@ -40,6 +44,9 @@ def test_missing_sections_take_schema_defaults():
     ({"data": {"train_samples": "some"}}, "config key data.train_samples: 'some' is not one of"),
     ({"eval": {"split": "train"}}, "config key eval.split: 'train' is not one of ['dev', 'test']"),
     ({"lora": {"target_modules": []}}, "config key lora.target_modules"),
+    ({"teacher": {"backend": "gpt"}}, "config key teacher.backend: 'gpt' is not one of ['gold', 'openai', 'hf']"),
+    ({"phase_b": {"class_weights": {"yes_weight": 2}}}, "config key phase_b.class_weights: 'no_weight' is a required"),
+    ({"eval": {"modes": ["direct", "guess"]}}, "config key eval.modes.1: 'guess' is not one of"),
 ])
 def test_bad_config_is_refused_naming_the_key(override, message):
     config = load("config.yaml")
@@ -53,3 +60,7 @@ def test_bad_config_is_refused_naming_the_key(override, message):
 
 def test_valid_config_has_no_error():
     assert describe_error(load("config.yaml"), yaml.safe_load(SCHEMA.read_text())) is None
+
+
+def test_schema_defaults_match_what_snakemake_fills():
+    assert schema_defaults(SCHEMA) == validate_config({}, SCHEMA)

@@ -1,6 +1,7 @@
 """End to end: the Snakemake DAG on the tiny model and a few dozen real StrategyQA questions."""
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -35,9 +36,11 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         "data": {"source": str(data_file), "max_questions": 40, "train_samples": 10},
         "student": {"model": str(model_dir), "dtype": "float32"},
         "quantization": {"load_in_4bit": False},
-        "eval": {"batch_size": 4},
+        "eval": {"batch_size": 4, "cot_max_new_tokens": 16},
         "drafts": {"max_new_tokens": 16, "batch_size": 8},
         "teacher": {"backend": "gold"},
+        "phase_a": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3},
+        "phase_b": {"epochs": 2, "batch_size": 4, "grad_accum": 1, "learning_rate": 1e-3},
         "resources": {"threads": 1, "mem_mb": 2000},
     }
     for section, values in overrides.items():
@@ -67,25 +70,52 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+MODELS = ["base", "phaseA", "phaseB"]
+MODES = ["direct", "draft", "cot"]
+RULES = ["prepare_data", "split_data", "sample_train", "prepare_student", "student_drafts", "teacher_harvest",
+         "build_corpora", "build_pairs", "train_phase_a", "train_phase_b", "report"]
+
+
 def test_dag_produces_every_artifact(finished_run):
     for name in ["data/raw/strategyqa.jsonl", "data/raw/source.json", "data/splits/train.jsonl",
                  "data/splits/dev.jsonl", "data/splits/test.jsonl", "data/sample_train.jsonl",
-                 "models/student/manifest.json", "results/scores/base/direct.parquet", "results/report.md"]:
+                 "data/student_drafts.jsonl", "data/teacher_outputs.jsonl", "data/teacher_accounting.csv",
+                 "data/train_baseline.jsonl", "data/train_cot.jsonl", "data/pairs.jsonl",
+                 "models/student/manifest.json", "models/baseline_phaseA/adapter_model.safetensors",
+                 "models/cot_phaseB/adapter_model.safetensors", "models/cot_phaseB/training_log.json",
+                 "results/report.md", "results/figures/training_curves.png"]:
         assert (finished_run / name).is_file(), name
-    for rule in ["prepare_data", "split_data", "sample_train", "prepare_student", "report"]:
+    for model in MODELS:
+        for mode in MODES:
+            assert (finished_run / "results" / "scores" / model / f"{mode}.parquet").is_file(), (model, mode)
+            assert "answer token ids" in (finished_run / "logs" / "score" / f"{model}_{mode}.log").read_text()
+    for rule in RULES:
         assert (finished_run / "logs" / f"{rule}.log").is_file(), rule
-    assert "answer token ids" in (finished_run / "logs" / "score" / "base_direct.log").read_text()
+        assert (finished_run / "logs" / "benchmarks" / f"{rule}.tsv").is_file(), rule
+    assert not (finished_run / "models" / "checkpoints" / "phase_a").exists()  # cleaned up after success
+
+
+def test_phase_b_continues_phase_a(finished_run):
+    log_b = json.loads((finished_run / "models" / "cot_phaseB" / "training_log.json").read_text())
+    assert log_b["init_adapter"].endswith("models/baseline_phaseA")
+    assert log_b["dev_mode"] == "cot" and 1 <= log_b["epochs_run"] <= 2
 
 
 def test_report_numbers_match_the_score_files(finished_run):
     report = (finished_run / "results" / "report.md").read_text()
-    scores = pd.read_parquet(finished_run / "results" / "scores" / "base" / "direct.parquet")
     test_rows = (finished_run / "data" / "splits" / "test.jsonl").read_text().splitlines()
-    assert len(scores) == len(test_rows) == 12
-    acc = accuracy(scores["correct"])
-    pred_yes = f"{100 * scores['pred'].mean():.1f}%"
-    row = f"| base | direct | {acc.n} | {format_accuracy(acc)} | {pred_yes} |"
-    assert row in report
+    names = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)"}
+    for model in MODELS:
+        for mode in MODES:
+            scores = pd.read_parquet(finished_run / "results" / "scores" / model / f"{mode}.parquet")
+            assert len(scores) == len(test_rows) == 12
+            acc = accuracy(scores["correct"])
+            pred_yes = f"{100 * scores['pred'].mean():.1f}%"
+            row = f"| {names[model]} | {mode} | {acc.n} | {format_accuracy(acc)} | {pred_yes} |"
+            assert row in report, row
+    corpus = [json.loads(line) for line in (finished_run / "data" / "train_baseline.jsonl").read_text().splitlines()]
+    yes = sum(r["answer"] for r in corpus)
+    assert f"| Track A (baseline) | {len(corpus)} | {yes} | {len(corpus) - yes} |" in report
     for split in ["train", "dev", "test"]:
         n = len((finished_run / "data" / "splits" / f"{split}.jsonl").read_text().splitlines())
         assert re.search(rf"^\| {split} \| {n} \|", report, flags=re.M), split
@@ -105,7 +135,7 @@ def test_changing_eval_settings_plans_only_evaluation_and_report(finished_run, t
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"score": 1, "report": 1}
+    assert jobs == {"score": 9, "report": 1}
 
 
 def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finished_run, tiny_model_dir, shared_data):
@@ -115,14 +145,25 @@ def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finishe
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"sample_train": 1, "student_drafts": 1, "teacher_harvest": 1, "build_corpora": 1,
-                    "build_pairs": 1, "report": 1}
+                    "build_pairs": 1, "train_phase_a": 1, "train_phase_b": 1, "score": 6, "report": 1}
+
+
+def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tiny_model_dir, shared_data):
+    write_config(finished_run, tiny_model_dir, shared_data, phase_b={"learning_rate": 5e-4})
+    try:
+        jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
+    finally:
+        write_config(finished_run, tiny_model_dir, shared_data)
+    assert jobs == {"train_phase_b": 1, "score": 3, "report": 1}
 
 
 def test_same_seed_gives_identical_splits_and_scores(finished_run, tmp_path, tiny_model_dir, shared_data):
     write_config(tmp_path, tiny_model_dir, shared_data)
-    snakemake(tmp_path, "--cores", "2", "results/scores/base/direct.parquet", "data/sample_train.jsonl")
+    snakemake(tmp_path, "--cores", "2", "results/scores/base/direct.parquet", "data/pairs.jsonl",
+              "data/train_cot.jsonl")
     for name in ["data/splits/train.jsonl", "data/splits/dev.jsonl", "data/splits/test.jsonl",
-                 "data/sample_train.jsonl"]:
+                 "data/sample_train.jsonl", "data/student_drafts.jsonl", "data/teacher_outputs.jsonl",
+                 "data/train_baseline.jsonl", "data/train_cot.jsonl", "data/pairs.jsonl"]:
         assert digest(tmp_path / name) == digest(finished_run / name), name
     a = pd.read_parquet(tmp_path / "results/scores/base/direct.parquet")
     b = pd.read_parquet(finished_run / "results/scores/base/direct.parquet")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from .errors import InputError
 
@@ -17,6 +15,9 @@ def _key(path) -> str:
 
 def describe_error(config: dict, schema: dict) -> str | None:
     """One line naming the offending key and what is wrong with it, or None if valid."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return None
@@ -47,3 +48,13 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         raise InputError(problem)
     validate(config, str(schema_path), set_default=True)
     return config
+
+
+def schema_defaults(schema_path: str | Path) -> dict:
+    """The config the schema's defaults make (for scripts that run outside Snakemake)."""
+    def fill(node: dict):
+        if node.get("type") == "object" and "properties" in node:
+            return {key: fill(sub) for key, sub in node["properties"].items()}
+        return node.get("default")
+
+    return fill(yaml.safe_load(Path(schema_path).read_text()))

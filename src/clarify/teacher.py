@@ -41,7 +41,7 @@ import os
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -617,15 +617,17 @@ class OpenAITeacher(Teacher):
         return text.replace(self.__api_key, "***") if self.__api_key else text
 
     def _complete_uncached(self, items, record) -> None:
-        coro_factory = lambda: self._harvest(items, record)  # noqa: E731
         try:
             asyncio.get_running_loop()
+            inside_loop = True
         except RuntimeError:
-            asyncio.run(coro_factory())
+            inside_loop = False
+        if not inside_loop:
+            asyncio.run(self._harvest(items, record))
             return
         # Called from inside an event loop (a notebook): run ours in a worker thread.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(lambda: asyncio.run(coro_factory())).result()
+            pool.submit(lambda: asyncio.run(self._harvest(items, record))).result()
 
     async def _harvest(self, items, record) -> None:
         from openai import AsyncOpenAI
@@ -670,7 +672,7 @@ class OpenAITeacher(Teacher):
             why = {"fatal": "stopped: ", "breaker": f"stopped after {breaker} failures in a row: "}.get(
                 state["stop"], "")
             raise TeacherRequestsFailed(
-                f"teacher: {why}{len(failures)} requests failed (first: {failures[0]}); {run.done} of "
+                f"teacher: {why}{len(failures)} request{'s' if len(failures) != 1 else ''} failed (first: {failures[0]}); {run.done} of "
                 f"{run.total} requests are done and cached, {run.remaining} remaining; rerun to resume "
                 f"from the cache (teacher.base_url, teacher.timeout_s={self.timeout_s:g}, "
                 f"teacher.max_retries={self.max_retries})"

@@ -175,6 +175,47 @@ def _dev_callback(tokenizer, dev_records, eval_settings, mode, patience, best_di
     return DevCheck()
 
 
+def sft_config(settings: dict, checkpoint_dir: str | Path, steps_per_epoch: int, *, bf16: bool, cuda: bool,
+               progress: bool = True, **overrides):
+    """TRL's ``SFTConfig`` for a phase's settings: every TRL default we rely on is set explicitly.
+
+    ``overrides`` replace individual arguments (the benchmark uses them to emulate the seed).
+    """
+    from trl import SFTConfig
+
+    arguments = dict(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings["epochs"],
+        per_device_train_batch_size=settings["batch_size"],
+        gradient_accumulation_steps=settings["grad_accum"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=math.ceil(settings["warmup_ratio"] * steps_per_epoch * settings["epochs"]),
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        train_sampling_strategy="group_by_length",
+        pad_to_multiple_of=None,
+        completion_only_loss=True,
+        packing=False,
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=False,  # enabled on the model before PEFT wraps it (build_peft_model)
+        logging_steps=1,
+        save_strategy="epoch",
+        save_total_limit=1,
+        eval_strategy="no",
+        report_to=[],
+        seed=settings["seed"],
+        data_seed=settings["seed"],
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+    )
+    arguments.update(overrides)
+    return SFTConfig(**arguments)
+
+
 def _last_checkpoint(checkpoint_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -189,11 +230,10 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
                 callbacks: tuple = (), progress: bool = True) -> dict:
     """Train one phase's adapter and write it (best dev epoch) with ``training_log.json``.
 
-    ``settings`` is the phase's config section; ``eval_settings`` the eval section (batch
-    size, generation lengths) with ``drafts`` added. Returns the training log.
+    ``settings`` is the phase's config section; ``eval_settings`` holds the dev check's
+    generation settings (``cot_max_new_tokens`` and the ``drafts`` section); the dev check
+    scores in the phase's batch size. Returns the training log.
     """
-    from trl import SFTConfig
-
     if not train_rows:
         raise InputError(f"{phase}: the training corpus is empty")
     started = time.time()
@@ -220,35 +260,9 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     dataset = to_dataset(train_rows, tokenizer, settings["max_length"])
     steps_per_epoch = math.ceil(len(dataset) / (settings["batch_size"] * settings["grad_accum"]))
 
-    args = SFTConfig(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=settings["epochs"],
-        per_device_train_batch_size=settings["batch_size"],
-        gradient_accumulation_steps=settings["grad_accum"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=math.ceil(settings["warmup_ratio"] * steps_per_epoch * settings["epochs"]),
-        weight_decay=settings["weight_decay"],
-        max_length=settings["max_length"],
-        train_sampling_strategy="group_by_length",
-        completion_only_loss=True,
-        packing=False,
-        bf16=bf16,
-        fp16=False,
-        gradient_checkpointing=False,  # enabled on the model above, before PEFT wraps it
-        logging_steps=1,
-        save_strategy="epoch",
-        save_total_limit=1,
-        eval_strategy="no",
-        report_to=[],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        use_cpu=not cuda,
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
-    )
+    args = sft_config(settings, checkpoint_dir, steps_per_epoch, bf16=bf16, cuda=cuda, progress=progress)
     trainer_class = _sft_trainer_class()
+    eval_settings = {**eval_settings, "batch_size": settings["batch_size"]}
     dev_check = _dev_callback(tokenizer, dev_records, eval_settings, settings["dev_mode"],
                               settings["early_stopping_patience"], best_dir, history_path)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

@@ -51,8 +51,8 @@ def eval_settings(wildcards):
 
 
 def training_eval_settings():
-    """What the per-epoch dev check needs: scoring batch size and generation settings."""
-    return {**pick("eval", "batch_size", "cot_max_new_tokens"), "drafts": config["drafts"]}
+    """What the per-epoch dev check needs: generation settings (it scores in the phase's batch size)."""
+    return {**pick("eval", "cot_max_new_tokens"), "drafts": config["drafts"]}
 
 
 def local_data_source(wildcards):
