@@ -16,7 +16,9 @@ Usage::
 
 Every daemon runs in the foreground as a child of this process, in its own session; stopping
 cancels the jobs, then sends SIGTERM (SIGKILL after a grace period) to each PID and checks it
-is gone.
+is gone. Should this process die without stopping them (SIGKILL), the kernel sends each daemon
+SIGTERM (parent-death signal, set with util-linux ``setpriv``). A start that fails (a port
+taken in the meantime) is cleaned up and retried in a fresh directory.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +49,20 @@ DEBIAN_PACKAGES = ("slurm-wlm", "munge")
 MARKER = "CLARIFY_TEST_SLURM_CLUSTER"
 
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _setpriv_with_pdeathsig() -> str | None:
+    setpriv = shutil.which("setpriv", path=_SBIN_PATH)
+    if setpriv is None:
+        return None
+    try:
+        usage = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return setpriv if "--pdeathsig" in usage else None
+
+
+_PDEATHSIG = _setpriv_with_pdeathsig()
 
 
 class SlurmUnavailable(RuntimeError):
@@ -115,6 +132,45 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return "(no log)"
 
 
+#: Run detached (own session, no marker in its environment) next to every cluster: when the
+#: process that started the cluster is gone without stopping it (SIGKILL, a CI timeout), it
+#: kills every process of the cluster (daemons, slurmstepd, jobs) and removes its directory.
+#: stop() ends it by PID. It gives up after ``lifetime`` seconds in any case.
+_WATCHDOG = r"""
+import os, shutil, signal, sys, time
+parent, marker, root, lifetime = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3], float(sys.argv[4])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def marked():
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+end = time.monotonic() + lifetime
+while time.monotonic() < end:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+else:
+    sys.exit(0)
+for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
+    for pid in marked():
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    time.sleep(2)
+shutil.rmtree(root, ignore_errors=True)
+"""
+
+
 def _marked_pids(marker_value: str) -> list[int]:
     """PIDs of live processes whose environment carries ``MARKER=marker_value``."""
     needle = f"{MARKER}={marker_value}".encode()
@@ -135,8 +191,11 @@ def _marked_pids(marker_value: str) -> list[int]:
 class SlurmCluster:
     """One-node SLURM cluster in a temp dir; use as a context manager (or start()/stop())."""
 
-    def __init__(self, start_timeout_s: float = 60.0, keep_dir_on_failure: bool = False):
+    def __init__(self, start_timeout_s: float = 60.0, keep_dir_on_failure: bool = False,
+                 watchdog_lifetime_s: float = 6 * 3600):
         self.start_timeout_s = start_timeout_s
+        self.watchdog_lifetime_s = watchdog_lifetime_s
+        self.watchdog: subprocess.Popen | None = None
         self.keep_dir_on_failure = keep_dir_on_failure
         self.name = "t" + secrets.token_hex(5)  # ClusterName: lower case, unique per cluster
         self.root: Path | None = None
@@ -196,24 +255,45 @@ class SlurmCluster:
         self.stop()
 
     # ------------------------------------------------------------------ start
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start munged, slurmctld and slurmd and wait for an idle node.
+
+        A failed start (a port taken between picking and binding, say) is cleaned up and tried
+        again in a fresh directory with fresh ports; the last error carries the daemons' logs.
+        """
         missing = missing_binaries()
         if missing:
             raise SlurmUnavailable(f"SLURM binaries missing: {', '.join(missing)} (ensure_slurm_installed())")
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except SlurmClusterError as exc:
+                if attempt == attempts:
+                    raise SlurmClusterError(f"SLURM cluster did not start ({attempts} attempts): {exc}") from None
+
+    def _start_once(self) -> None:
+        self.procs, self._logs, self.failed = {}, {}, False
         # A short path: the munge socket path must fit in sun_path (108 bytes).
         self.root = Path(tempfile.mkdtemp(prefix=f"slurm-{self.name}-"))
         try:
+            self._start_watchdog()
             self._write_files()
             self._start_munged()
             self._start_daemon("slurmctld", [_which("slurmctld"), "-D", "-i", "-f", str(self.conf)])
             self._wait(self._controller_up, "slurmctld answers scontrol ping")
             self._start_daemon("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf), "-N", self.node])
             self._wait(self._node_idle, f"node {self.node} idle in sinfo")
-        except BaseException:
+        except BaseException as exc:
             self.failed = True
             logs = self.log_tails()
-            self.stop()
-            raise SlurmClusterError(f"SLURM cluster did not start:\n{logs}") from None
+            try:
+                self.stop()
+            except SlurmClusterError as stop_error:
+                logs += f"\n(stopping after the failed start: {stop_error})"
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: cleaned up, re-raised
+                raise
+            raise SlurmClusterError(f"{exc}\n{logs}") from None
 
     def _controller_up(self) -> bool:
         result = self.run("scontrol", "ping", timeout=10, check=False)
@@ -317,6 +397,10 @@ class SlurmCluster:
         ]))
 
     def _popen(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        # If this process dies without stop() (SIGKILL, a CI timeout), the kernel sends the
+        # daemon SIGTERM: setpriv (util-linux, always on Debian) sets that, then execs it.
+        if _PDEATHSIG:
+            cmd = [_PDEATHSIG, "--pdeathsig", "TERM", "--", *cmd]
         log = self.root / "log" / f"{name}.out"
         self._logs[name] = log
         with open(log, "wb") as handle:
@@ -345,6 +429,14 @@ class SlurmCluster:
                                   capture_output=True, timeout=10).returncode == 0
 
         self._wait(munge_works, "munged encodes and decodes a credential")
+
+    def _start_watchdog(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != MARKER}
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), f"{MARKER}={self.name}", str(self.root),
+             str(self.watchdog_lifetime_s)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True)
 
     def _start_daemon(self, name: str, cmd: list[str]) -> None:
         self._logs[f"{name}.log"] = self.root / "log" / f"{name}.log"
@@ -387,6 +479,9 @@ class SlurmCluster:
         if not (self.failed and self.keep_dir_on_failure):
             shutil.rmtree(self.root, ignore_errors=True)
         self.procs.clear()
+        if self.watchdog is not None and not self._terminate(self.watchdog, grace_s=5):
+            errors.append(f"watchdog (pid {self.watchdog.pid}) did not exit")
+        self.watchdog = None
         if errors:
             raise SlurmClusterError("; ".join(errors))
 

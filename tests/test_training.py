@@ -40,7 +40,7 @@ def setup(tiny_model_dir, config):
 
 
 def run(setup, config, tmp, phase="phase_a", rows=None, init_adapter=None, callbacks=(), **overrides):
-    settings = {**config[phase], "epochs": 3, "batch_size": 8, "learning_rate": 2e-2,
+    settings = {**config[phase], "epochs": 3, "batch_size": 8, "grad_accum": 1, "learning_rate": 2e-2,
                 "early_stopping_patience": 3, **overrides}
     return train_phase(phase=phase, manifest=setup["manifest"], student={"dtype": "float32"},
                        quantization=config["quantization"], lora=config["lora"], settings=settings,

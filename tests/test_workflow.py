@@ -191,3 +191,35 @@ def test_bad_config_stops_before_any_job(tmp_path, tiny_model_dir, shared_data):
     assert result.returncode != 0
     assert "config key eval.batch_size: -2 is less than the minimum of 1" in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_openai_teacher_through_the_dag_with_faults_pays_once_and_never_leaks_the_key(tmp_path, tiny_model_dir,
+                                                                                        shared_data, monkeypatch):
+    """The harvest rule against a fault-injecting OpenAI-compatible server on 127.0.0.1."""
+    from fake_openai_server import FakeOpenAIServer
+
+    key = "sk-test-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:24]
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with FakeOpenAIServer(api_key=key, seed=3, rate_429=0.1, rate_5xx=0.1, rate_malformed=0.05) as server:
+        write_config(tmp_path, tiny_model_dir, shared_data,
+                     teacher={"backend": "openai", "model": "gpt-4.1-nano-2025-04-14", "base_url": server.base_url,
+                              "timeout_s": 5, "max_retries": 10, "concurrency": 4})
+        targets = ("data/train_cot.jsonl", "data/pairs.jsonl")
+        snakemake(tmp_path, "--cores", "2", *targets)
+        rows = [json.loads(line) for line in (tmp_path / "data" / "teacher_outputs.jsonl").read_text().splitlines()]
+        samples = [s for row in rows for s in row["samples"]]
+        assert len(rows) == 10 and len(samples) >= 30
+        paid = server.paid_counts()
+        assert max(paid.values()) == 1, "a request was paid twice"
+        assert sum(paid.values()) == len(samples)  # accounting is exact: one paid call per recorded response
+        prompt_tokens, completion_tokens = server.paid_tokens()
+        assert sum(s["prompt_tokens"] for s in samples) == prompt_tokens
+        assert sum(s["completion_tokens"] for s in samples) == completion_tokens
+        expected_cost = (prompt_tokens * 0.10 + completion_tokens * 0.40) / 1e6
+        assert sum(s["cost_usd"] for s in samples) == pytest.approx(expected_cost)
+        before = len(server.snapshot())
+        snakemake(tmp_path, "--cores", "1", "--forcerun", "teacher_harvest", *targets)
+        assert len(server.snapshot()) == before, "a rerun must be served from the cache"
+    leaks = [str(path) for path in tmp_path.rglob("*") if path.is_file() and key.encode() in path.read_bytes()]
+    assert leaks == [], f"the API key was written to {leaks}"

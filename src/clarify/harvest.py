@@ -92,8 +92,9 @@ def _sample_entry(kind: str, sample_index: int, completion) -> dict:
         "prompt_tokens": int(completion.prompt_tokens),
         "completion_tokens": int(completion.completion_tokens),
         "cost_usd": float(completion.cost_usd),
+        # the latency of the call that made the response (the cache keeps it), so a resumed
+        # harvest writes the same file; whether it came from the cache goes to the log only
         "latency_s": float(completion.latency_s),
-        "cached": bool(completion.cached),
     }
 
 
@@ -102,7 +103,6 @@ def _totals(samples: list[dict]) -> dict:
     completion = sum(sample["completion_tokens"] for sample in samples)
     return {
         "samples": len(samples),
-        "cached": sum(1 for sample in samples if sample["cached"]),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "tokens": prompt + completion,

@@ -68,7 +68,6 @@ def harvest_section(drafts: str | Path, teacher: str | Path, accounting: str | P
     teacher_rows = read_jsonl(teacher)
     table = pd.read_csv(accounting)
     samples = sum(len(r["samples"]) for r in teacher_rows)
-    cached = sum(s["cached"] for r in teacher_rows for s in r["samples"])
     prompt_tokens = sum(s["prompt_tokens"] for r in teacher_rows for s in r["samples"])
     completion_tokens = sum(s["completion_tokens"] for r in teacher_rows for s in r["samples"])
     cost = sum(s["cost_usd"] for r in teacher_rows for s in r["samples"])
@@ -92,8 +91,9 @@ def harvest_section(drafts: str | Path, teacher: str | Path, accounting: str | P
         f"{d['guess_yes']} yes / {d['guess_no']} no, {d['guess_correct']} correct; {d['hit_limit']} hit the "
         f"length limit; {d['mean_tokens']:.1f} generated tokens on average.",
         "",
-        f"Teacher `{backend}`: {samples} responses ({cached} served from the cache when this harvest ran), "
-        f"{prompt_tokens} prompt + {completion_tokens} completion tokens, ${cost:.4f}.",
+        f"Teacher `{backend}`: {samples} responses, {prompt_tokens} prompt + {completion_tokens} completion "
+        f"tokens, ${cost:.4f} (what the responses cost when they were made; a rerun served from the cache pays "
+        "nothing, see logs/teacher_harvest.log).",
         "Every sampled question is accounted for (no silent filtering):",
         "",
         markdown_table(["gold label", *status_columns, *drop_columns], accounting_rows),
