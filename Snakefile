@@ -15,6 +15,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/harvest.smk"
 include: "workflow/rules/corpora.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/phase_c.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

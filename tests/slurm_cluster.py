@@ -81,7 +81,7 @@ def missing_binaries() -> list[str]:
     return [name for name in REQUIRED_BINARIES if _which(name) is None]
 
 
-def ensure_slurm_installed(timeout_s: int = 600) -> None:
+def ensure_slurm_installed(timeout_s: int = 300) -> None:
     """Install ``slurm-wlm`` and ``munge`` with apt-get if any binary is missing.
 
     Raises :class:`SlurmUnavailable` (with apt's output) when that is impossible; never skips.

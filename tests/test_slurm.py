@@ -43,6 +43,7 @@ TEST_CLUSTER_FLAGS = [
     "--slurm-keep-successful-logs",
     "--latency-wait", "5",
     "--jobs", "4",
+    "--retries", "0",  # fail fast: the profile's retry would only double a failure's time here
 ]
 #: Top-level entries of a workdir that are not artifacts: logs and benchmarks, Snakemake's own
 #: state (with the SLURM logs), the test config, persistent API caches.
@@ -167,11 +168,13 @@ def test_tiny_dag_runs_on_slurm_and_matches_a_local_run(slurm_cluster, tmp_path,
 
     # The local reference first (a broken DAG fails here, plainly). Not alongside the SLURM run:
     # on 2 cores that slows its jobs past the plugin's status-check intervals.
+    local_started = time.monotonic()
     local_run = subprocess.run(snakemake_cmd(local, "--cores", "2", TARGET), cwd=local,
                                env=run_env(dict(os.environ)), capture_output=True, text=True,
                                timeout=RUN_TIMEOUT_S + 30)
     assert local_run.returncode == 0, f"local run failed:\n{local_run.stdout[-3000:]}\n{local_run.stderr[-5000:]}"
 
+    local_elapsed = time.monotonic() - local_started
     started = time.monotonic()
     run_log = tmp_path / "slurm-run.log"
     with open(run_log, "w") as out:
@@ -213,5 +216,6 @@ def test_tiny_dag_runs_on_slurm_and_matches_a_local_run(slurm_cluster, tmp_path,
     # The same artifacts, with the same content, as the local run.
     assert (remote / TARGET).is_file()
     assert artifacts(remote) == artifacts(local), sorted(map(str, artifacts(remote) ^ artifacts(local)))
-    assert differences(local, remote) == []
-    print(f"SLURM run: {planned.total()} jobs in {elapsed:.0f} s")
+    problems = differences(local, remote)
+    assert not problems, f"{len(problems)} artifacts differ from the local run's:\n" + "\n".join(problems)
+    print(f"\nSLURM run: {planned.total()} jobs in {elapsed:.0f} s; local run {local_elapsed:.0f} s")

@@ -41,6 +41,8 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         "teacher": {"backend": "gold"},
         "phase_a": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3},
         "phase_b": {"epochs": 2, "batch_size": 4, "grad_accum": 1, "learning_rate": 1e-3},
+        "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"}],
+                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2},
         "resources": {"threads": 1, "mem_mb": 2000},
     }
     for section, values in overrides.items():
@@ -70,10 +72,11 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-MODELS = ["base", "phaseA", "phaseB"]
+MODELS = ["base", "phaseA", "phaseB", "phaseC_round1", "phaseC"]
 MODES = ["direct", "draft", "cot"]
 RULES = ["prepare_data", "split_data", "sample_train", "prepare_student", "student_drafts", "teacher_harvest",
-         "build_corpora", "build_pairs", "train_phase_a", "train_phase_b", "report"]
+         "build_corpora", "build_pairs", "train_phase_a", "train_phase_b", "train_phase_c_round1",
+         "redraft_round2", "rebuild_pairs_round2", "train_phase_c_round2", "report"]
 
 
 def test_dag_produces_every_artifact(finished_run):
@@ -83,7 +86,9 @@ def test_dag_produces_every_artifact(finished_run):
                  "data/train_baseline.jsonl", "data/train_cot.jsonl", "data/pairs.jsonl",
                  "models/student/manifest.json", "models/baseline_phaseA/adapter_model.safetensors",
                  "models/cot_phaseB/adapter_model.safetensors", "models/cot_phaseB/training_log.json",
-                 "results/report.md", "results/figures/training_curves.png"]:
+                 "models/dpo_phaseC/round1/adapter_model.safetensors", "models/dpo_phaseC/round2/dpo_log.json",
+                 "data/student_drafts_round2.jsonl", "data/pairs_round2.jsonl",
+                 "results/report.md", "results/figures/training_curves.png", "results/figures/dpo_curves.png"]:
         assert (finished_run / name).is_file(), name
     for model in MODELS:
         for mode in MODES:
@@ -104,7 +109,8 @@ def test_phase_b_continues_phase_a(finished_run):
 def test_report_numbers_match_the_score_files(finished_run):
     report = (finished_run / "results" / "report.md").read_text()
     test_rows = (finished_run / "data" / "splits" / "test.jsonl").read_text().splitlines()
-    names = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)"}
+    names = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)",
+             "phaseC_round1": "Phase C round 1", "phaseC": "Phase C (DPO)"}
     for model in MODELS:
         for mode in MODES:
             scores = pd.read_parquet(finished_run / "results" / "scores" / model / f"{mode}.parquet")
@@ -135,7 +141,7 @@ def test_changing_eval_settings_plans_only_evaluation_and_report(finished_run, t
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"score": 9, "report": 1}
+    assert jobs == {"score": 15, "report": 1}
 
 
 def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finished_run, tiny_model_dir, shared_data):
@@ -145,7 +151,8 @@ def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finishe
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"sample_train": 1, "student_drafts": 1, "teacher_harvest": 1, "build_corpora": 1,
-                    "build_pairs": 1, "train_phase_a": 1, "train_phase_b": 1, "score": 6, "report": 1}
+                    "build_pairs": 1, "train_phase_a": 1, "train_phase_b": 1, "train_phase_c": 2, "redraft_round": 1,
+                    "rebuild_pairs_round": 1, "score": 12, "report": 1}
 
 
 def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tiny_model_dir, shared_data):
@@ -154,7 +161,29 @@ def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tin
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"train_phase_b": 1, "score": 3, "report": 1}
+    assert jobs == {"train_phase_b": 1, "train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1,
+                    "score": 9, "report": 1}
+
+
+def test_changing_the_dpo_schedule_reruns_only_phase_c(finished_run, tiny_model_dir, shared_data):
+    write_config(finished_run, tiny_model_dir, shared_data,
+                 phase_c={"schedule": [{"beta": 0.2, "loss": "cal_paper"}], "rounds": 2})
+    try:
+        jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
+    finally:
+        write_config(finished_run, tiny_model_dir, shared_data)
+    assert jobs == {"train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1, "score": 6, "report": 1}
+
+
+def test_phase_c_rounds_continue_each_other(finished_run):
+    log1 = json.loads((finished_run / "models/dpo_phaseC/round1/dpo_log.json").read_text())
+    log2 = json.loads((finished_run / "models/dpo_phaseC/round2/dpo_log.json").read_text())
+    assert log1["init_adapter"].endswith("models/cot_phaseB")
+    assert log2["init_adapter"].endswith("models/dpo_phaseC/round1")
+    assert [e["loss"] for e in log1["schedule"]] == ["sigmoid", "dr_drop_top"]
+    assert {s["beta"] for s in log1["steps"]} == {0.1} and len(log1["steps"]) == 6  # 10 pairs / 4, 2 epochs
+    report = (finished_run / "results" / "report.md").read_text()
+    assert "## Phase C: preference optimisation" in report and "![DPO curves](figures/dpo_curves.png)" in report
 
 
 def test_same_seed_gives_identical_splits_and_scores(finished_run, tmp_path, tiny_model_dir, shared_data):
@@ -219,7 +248,7 @@ def test_openai_teacher_through_the_dag_with_faults_pays_once_and_never_leaks_th
         expected_cost = (prompt_tokens * 0.10 + completion_tokens * 0.40) / 1e6
         assert sum(s["cost_usd"] for s in samples) == pytest.approx(expected_cost)
         before = len(server.snapshot())
-        snakemake(tmp_path, "--cores", "1", "--forcerun", "teacher_harvest", *targets)
+        snakemake(tmp_path, "--cores", "1", *targets, "--forcerun", "teacher_harvest")  # targets first
         assert len(server.snapshot()) == before, "a rerun must be served from the cache"
     leaks = [str(path) for path in tmp_path.rglob("*") if path.is_file() and key.encode() in path.read_bytes()]
     assert leaks == [], f"the API key was written to {leaks}"

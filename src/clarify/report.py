@@ -18,8 +18,16 @@ from .io import read_jsonl
 from .stats import accuracy, mcnemar
 
 #: Display names of the scored models, and the paired comparisons the report makes.
-MODEL_NAMES = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)"}
-COMPARISONS = [("phaseA", "base"), ("phaseB", "phaseA"), ("phaseB", "base")]
+MODEL_NAMES = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)",
+               "phaseC": "Phase C (DPO)"}
+COMPARISONS = [("phaseA", "base"), ("phaseB", "phaseA"), ("phaseB", "base"), ("phaseC", "phaseA"),
+               ("phaseC", "phaseB")]
+
+
+def display_name(model: str) -> str:
+    if model.startswith("phaseC_round"):
+        return f"Phase C round {model.removeprefix('phaseC_round')}"
+    return MODEL_NAMES.get(model, model)
 
 
 def pct(value: float) -> str:
@@ -124,7 +132,7 @@ def training_figure(logs: dict[str, dict], out_path: str | Path) -> None:
     for column, (name, log) in enumerate(logs.items()):
         losses = log["loss_history"]
         axes[0][column].plot([h["step"] for h in losses], [h["loss"] for h in losses])
-        axes[0][column].set(title=f"{MODEL_NAMES.get(name, name)}: training loss", xlabel="step", ylabel="loss")
+        axes[0][column].set(title=f"{display_name(name)}: training loss", xlabel="step", ylabel="loss")
         dev = log["dev_history"]
         epochs = [h["epoch"] for h in dev]
         acc = [100 * h["dev_accuracy"] for h in dev]
@@ -148,7 +156,7 @@ def training_section(logs: dict[str, dict], figure: str | None) -> str:
         best = next(h for h in log["dev_history"] if h["epoch"] == log["best_epoch"])
         params = log["parameters"]
         rows.append([
-            MODEL_NAMES.get(name, name), log["train_examples"], f"{log['epochs_run']} ({log['steps']} steps)",
+            display_name(name), log["train_examples"], f"{log['epochs_run']} ({log['steps']} steps)",
             log["best_epoch"],
             f"{pct(best['dev_accuracy'])} [{100 * best['dev_ci'][0]:.1f}, {100 * best['dev_ci'][1]:.1f}] ({log['dev_mode']})",
             f"{params['trainable']:,} / {params['total']:,} ({100 * params['trainable'] / params['total']:.2f}%)",
@@ -188,7 +196,7 @@ def evaluation_section(score_files: list[str | Path]) -> str:
         generated = "-"
         if "gen_tokens" in frame:
             generated = f"{frame['gen_tokens'].mean():.1f} tokens, {int(frame['hit_limit'].sum())} at limit"
-        rows.append([MODEL_NAMES.get(model, model), mode, acc.n, format_accuracy(acc),
+        rows.append([display_name(model), mode, acc.n, format_accuracy(acc),
                      pct(frame["pred"].mean()), pct(frame["gold"].mean()), generated])
         ids = frame.attrs.get("answer_token_ids")
         if ids:
@@ -217,7 +225,7 @@ def evaluation_section(score_files: list[str | Path]) -> str:
                 raise ValueError(f"{a}/{mode} and {b}/{mode} were scored on different questions")
             test = mcnemar(fa["correct"], fb["correct"])
             diff = fa["correct"].mean() - fb["correct"].mean()
-            comparisons.append([f"{MODEL_NAMES.get(a, a)} vs {MODEL_NAMES.get(b, b)}", mode,
+            comparisons.append([f"{display_name(a)} vs {display_name(b)}", mode,
                                 f"{100 * diff:+.1f} pp", test["a_only"], test["b_only"], format_p(test["p_value"])])
     if comparisons:
         lines += ["", "Paired comparisons on the same questions (exact McNemar test; "
@@ -227,22 +235,78 @@ def evaluation_section(score_files: list[str | Path]) -> str:
     return "\n".join(lines)
 
 
+def load_dpo_logs(rounds: list[str | Path]) -> list[dict]:
+    return [json.loads((Path(path) / "dpo_log.json").read_text()) for path in rounds]
+
+
+def dpo_figure(logs: list[dict], out_path: str | Path) -> None:
+    """Reward margin and implicit-reward accuracy per step, one line per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for number, log in enumerate(logs, start=1):
+        steps = [s["step"] for s in log["steps"]]
+        axes[0].plot(steps, [s["margin"] for s in log["steps"]], label=f"round {number}")
+        axes[1].plot(steps, [s["implicit_accuracy"] for s in log["steps"]], label=f"round {number}")
+    axes[0].set(title="reward margin (beta x log-ratio, chosen - rejected)", xlabel="step")
+    axes[1].set(title="implicit reward accuracy", xlabel="step", ylim=(-0.05, 1.05))
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100, format="png")
+    plt.close(fig)
+
+
+def dpo_section(logs: list[dict], figure: str | None) -> str:
+    rows = []
+    for number, log in enumerate(logs, start=1):
+        steps = log["steps"]
+        epochs = {}
+        for step in steps:
+            epochs.setdefault(int(-(-step["epoch"] // 1)), []).append(step)
+        schedule = ", ".join(f"{e['loss']} b={e['beta']}" for e in log["schedule"])
+        first, last = steps[0], steps[-1]
+        dropped = sum(s["dropped_pairs"] or 0 for s in steps)
+        rows.append([number, log["pairs"], schedule, log["micro_batch_pairs"], len(steps),
+                     f"{first['margin']:.4f} -> {last['margin']:.4f}",
+                     f"{first['implicit_accuracy']:.2f} -> {last['implicit_accuracy']:.2f}",
+                     int(dropped), f"{log['wall_time_s']:.0f} s"])
+    lines = [
+        "## Phase C: preference optimisation",
+        "",
+        "Reference model: the Phase B policy (a frozen copy of its adapter); each round continues the last. "
+        "Margins and accuracies are those of the first and last logged steps.",
+        "",
+        markdown_table(["round", "pairs", "schedule (per epoch)", "pairs per micro-batch", "steps", "reward margin",
+                        "implicit accuracy", "pair-steps dropped (Dr)", "wall time"], rows),
+    ]
+    if figure:
+        lines += ["", f"![DPO curves]({figure})"]
+    return "\n".join(lines)
+
+
 def config_section(config: dict) -> str:
     return "\n".join(["## Configuration", "", "The settings that produced these results:", "",
                       "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```"])
 
 
 def build_report(*, title: str, source_meta, splits, sample, drafts, teacher, accounting, corpora: dict,
-                 adapters: dict, score_files: list, config: dict, figure_path: str | Path,
-                 figure_link: str) -> str:
-    """Render the whole report; writes the training-curve figure to ``figure_path``."""
+                 adapters: dict, dpo_rounds: list, score_files: list, config: dict, figures: dict,
+                 figure_links: dict) -> str:
+    """Render the whole report; writes the figures to the paths in ``figures``."""
     logs = load_training_logs(adapters)
-    training_figure(logs, figure_path)
+    training_figure(logs, figures["training_curves"])
+    dpo_logs = load_dpo_logs(dpo_rounds)
+    dpo_figure(dpo_logs, figures["dpo_curves"])
     sections = [
         f"# {title}",
         data_section(source_meta, splits, sample),
         harvest_section(drafts, teacher, accounting, corpora),
-        training_section(logs, figure_link),
+        training_section(logs, figure_links["training_curves"]),
+        dpo_section(dpo_logs, figure_links["dpo_curves"]),
         evaluation_section(score_files),
         config_section(config),
     ]

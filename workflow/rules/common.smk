@@ -21,11 +21,15 @@ def model_resources(wildcards, attempt):
     return config["resources"]["mem_mb"] * attempt
 
 
-# Every model scored, and where its adapter comes from (the base model has none).
+# Every model scored, and where its adapter comes from (the base model has none). Phase C is
+# its last round; earlier rounds are scored too, so the report shows accuracy per round.
+ROUNDS = config["phase_c"]["rounds"]
 ADAPTERS = {
     "base": None,
     "phaseA": "models/baseline_phaseA",
     "phaseB": "models/cot_phaseB",
+    **{f"phaseC_round{k}": f"models/dpo_phaseC/round{k}" for k in range(1, ROUNDS)},
+    "phaseC": f"models/dpo_phaseC/round{ROUNDS}",
 }
 SCORED_MODELS = list(ADAPTERS)
 EVAL_MODES = ["direct", "draft", "cot"]
@@ -59,3 +63,18 @@ def local_data_source(wildcards):
     """The data file as an input when it is local, so editing it reruns the data stage."""
     source = config["data"]["source"]
     return [source] if Path(source).exists() else []
+
+
+# Phase C rounds: round 1 starts from Phase B and its pairs, round k from round k-1.
+def round_number(wildcards):
+    return int(wildcards.round)
+
+
+def round_pairs(wildcards):
+    k = round_number(wildcards)
+    return "data/pairs.jsonl" if k == 1 else f"data/pairs_round{k}.jsonl"
+
+
+def round_init_adapter(wildcards):
+    k = round_number(wildcards)
+    return "models/cot_phaseB" if k == 1 else f"models/dpo_phaseC/round{k - 1}"

@@ -16,10 +16,12 @@ rule report:
         pairs=rules.build_pairs.output.pairs,
         phase_a=rules.train_phase_a.output.adapter,
         phase_b=rules.train_phase_b.output.adapter,
+        dpo_rounds=expand("models/dpo_phaseC/round{round}", round=range(1, ROUNDS + 1)),
         scores=score_files(),
     output:
         report="results/report.md",
         training_curves="results/figures/training_curves.png",
+        dpo_curves="results/figures/dpo_curves.png",
     params:
         report=config["report"],
         config={key: value for key, value in config.items() if key != "resources"},

@@ -1,5 +1,6 @@
 """Rule report: render results/report.md (and its figures) from the artifacts the DAG produced."""
 
+import contextlib
 import os
 
 from clarify.errors import one_line_errors
@@ -7,12 +8,16 @@ from clarify.io import atomic_path, write_text
 from clarify.logs import setup_logging
 from clarify.report import build_report
 
+FIGURES = ("training_curves", "dpo_curves")
+
 
 @one_line_errors
 def main(smk):
     setup_logging(smk.log[0])
     inp = smk.input
-    with atomic_path(smk.output.training_curves) as figure:
+    report_dir = os.path.dirname(smk.output.report)
+    with contextlib.ExitStack() as stack:
+        figures = {name: stack.enter_context(atomic_path(smk.output[name])) for name in FIGURES}
         text = build_report(
             title=smk.params.report["title"],
             source_meta=inp.meta,
@@ -23,10 +28,11 @@ def main(smk):
             accounting=inp.accounting,
             corpora={"Track A (baseline)": inp.baseline, "Track B (cot)": inp.cot, "pairs": inp.pairs},
             adapters={"phaseA": inp.phase_a, "phaseB": inp.phase_b},
+            dpo_rounds=list(inp.dpo_rounds),
             score_files=list(inp.scores),
             config=smk.params.config,
-            figure_path=figure,
-            figure_link=os.path.relpath(smk.output.training_curves, os.path.dirname(smk.output.report)),
+            figures=figures,
+            figure_links={name: os.path.relpath(smk.output[name], report_dir) for name in FIGURES},
         )
     write_text(smk.output.report, text)
 

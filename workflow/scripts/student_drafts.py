@@ -1,4 +1,7 @@
-"""Rule student_drafts: the student's first guess and clarifying sub-questions per sampled question."""
+"""Rules student_drafts / redraft_round: the student's first guess and clarifying sub-questions.
+
+The base student drafts for the harvest; in self-guided rounds the previous round's adapter drafts.
+"""
 
 import logging
 from pathlib import Path
@@ -19,7 +22,7 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     manifest = read_manifest(Path(smk.input.student) / "manifest.json")
     tokenizer = load_tokenizer(manifest["path"])
-    model = load_model(manifest, smk.params.student, smk.params.quantization)
+    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
     rows = generate_drafts(model, tokenizer, read_jsonl(smk.input.sample), smk.params.drafts)
     summary = draft_summary(rows)
     log.info("drafts: %(n)d, parsed %(parse_ok)d, guesses %(guess_yes)d yes / %(guess_no)d no, "

@@ -1,0 +1,106 @@
+"""Phase C preference losses (DESIGN section 7), as pure functions of per-pair log-probs.
+
+Every function takes the summed completion log-probs of the policy and the reference for the
+chosen and rejected completion of each pair (1-D tensors of equal length) and returns the
+per-pair losses; :func:`preference_loss` reduces them to the training loss by name. With
+
+    h_w = log pi(y_w|x) - log pi_ref(y_w|x),   h_l = log pi(y_l|x) - log pi_ref(y_l|x),
+    m = h_w - h_l,
+
+* ``sigmoid``: standard DPO, -log sigmoid(beta * m).
+* ``cal_batch_mean``: the seed's wording of Cal-DPO: subtract the batch mean of m (detached)
+  before the sigmoid, -log sigmoid(beta * (m - mean(m))).
+* ``cal_paper``: Cal-DPO (Xiao et al., 2024; official code): the DPO term on the un-scaled
+  log-ratio difference plus squared penalties pulling h_w to 1/(2 beta) and h_l to
+  -1/(2 beta): -log sigmoid(m) + cal_weight * 0.5 * [(h_w - 1/(2b))^2 + (h_l + 1/(2b))^2].
+* ``dr_drop_top``: the seed's wording of Dr-DPO: standard DPO on the pairs that remain after
+  dropping the noisiest ones, the noise score being the per-pair DPO loss. Which pairs are
+  dropped is decided by a threshold (see :func:`drop_threshold`); pairs whose current loss is
+  above it contribute nothing.
+* ``dr_paper``: Dr. DPO (Wu et al., 2024): -beta' * log(mean_i exp(-loss_i / beta')) over the
+  micro-batch, loss_i the per-pair DPO loss. It depends on the micro-batch size (a batch of
+  one is plain DPO), so the trainer logs that size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("sigmoid", "cal_batch_mean", "cal_paper", "dr_drop_top", "dr_paper")
+
+
+def log_ratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h_w, h_l): the policy/reference log-ratios of the chosen and rejected completions."""
+    return policy_chosen - ref_chosen, policy_rejected - ref_rejected
+
+
+def sigmoid_losses(h_w, h_l, beta: float) -> torch.Tensor:
+    """Per-pair standard DPO loss, -log sigmoid(beta * (h_w - h_l))."""
+    return -F.logsigmoid(beta * (h_w - h_l))
+
+
+def cal_batch_mean_losses(h_w, h_l, beta: float) -> torch.Tensor:
+    """Per-pair loss with the batch-mean margin (detached) subtracted before the sigmoid."""
+    margin = h_w - h_l
+    return -F.logsigmoid(beta * (margin - margin.detach().mean()))
+
+
+def cal_paper_losses(h_w, h_l, beta: float, cal_weight: float = 1.0) -> torch.Tensor:
+    """Per-pair Cal-DPO loss: un-scaled DPO term plus calibration penalties (weight ``cal_weight``)."""
+    target = 1.0 / (2.0 * beta)
+    penalty = 0.5 * ((h_w - target) ** 2 + (h_l + target) ** 2)
+    return -F.logsigmoid(h_w - h_l) + cal_weight * penalty
+
+
+def drop_threshold(noise_scores: torch.Tensor, fraction: float) -> float:
+    """The noise score above which a pair is dropped so that the top ``fraction`` go.
+
+    ``noise_scores`` are per-pair DPO losses of every pair under the current model, computed
+    once before the robust epoch. Returns +inf when nothing is to be dropped.
+    """
+    n = noise_scores.numel()
+    k = int(math.floor(fraction * n))
+    if k <= 0:
+        return math.inf
+    if k >= n:
+        return -math.inf
+    ordered = torch.sort(noise_scores.detach().flatten(), descending=True).values
+    # halfway between the k-th and (k+1)-th largest score, in the scores' own precision: exactly
+    # the top k are above it when they differ, and a score recomputed with rounding noise stays
+    # on its side
+    return float((ordered[k - 1] + ordered[k]) / 2)
+
+
+def preference_loss(kind: str, policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, *,
+                    cal_weight: float = 1.0, dr_beta: float = 1.0, threshold: float = math.inf) -> dict:
+    """The training loss of one micro-batch under loss ``kind``.
+
+    Returns ``{"loss": scalar, "per_pair": per-pair losses, "kept": bool mask, "dropped": int,
+    "h_w": ..., "h_l": ...}``. ``threshold`` is used by ``dr_drop_top`` only.
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
+    h_w, h_l = log_ratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    kept = torch.ones_like(h_w, dtype=torch.bool)
+    if kind == "sigmoid":
+        per_pair = sigmoid_losses(h_w, h_l, beta)
+        loss = per_pair.mean()
+    elif kind == "cal_batch_mean":
+        per_pair = cal_batch_mean_losses(h_w, h_l, beta)
+        loss = per_pair.mean()
+    elif kind == "cal_paper":
+        per_pair = cal_paper_losses(h_w, h_l, beta, cal_weight)
+        loss = per_pair.mean()
+    elif kind == "dr_drop_top":
+        per_pair = sigmoid_losses(h_w, h_l, beta)
+        kept = per_pair.detach() <= threshold
+        # a batch whose pairs are all dropped contributes a zero loss that still has a graph
+        loss = (per_pair * kept).sum() / kept.sum().clamp(min=1)
+    else:  # dr_paper
+        per_pair = sigmoid_losses(h_w, h_l, beta)
+        loss = -dr_beta * (torch.logsumexp(-per_pair / dr_beta, dim=0) - math.log(per_pair.numel()))
+    return {"loss": loss, "per_pair": per_pair, "kept": kept, "dropped": int((~kept).sum()),
+            "h_w": h_w, "h_l": h_l}

@@ -1,0 +1,30 @@
+"""Rule train_phase_c: one round of preference optimisation with the configured schedule."""
+
+from pathlib import Path
+
+import torch
+
+from clarify.dpo import train_dpo
+from clarify.errors import one_line_errors
+from clarify.io import read_jsonl
+from clarify.logs import setup_logging
+from clarify.models import read_manifest
+
+
+@one_line_errors
+def main(smk):
+    setup_logging(smk.log[0])
+    torch.set_num_threads(smk.threads)
+    train_dpo(
+        manifest=read_manifest(Path(smk.input.student) / "manifest.json"),
+        student=smk.params.student,
+        quantization=smk.params.quantization,
+        settings=smk.params.settings,
+        pairs=read_jsonl(smk.input.pairs),
+        init_adapter=smk.input.init_adapter,
+        output_dir=smk.output.adapter,
+        work_dir=smk.params.work_dir,
+    )
+
+
+main(snakemake)  # noqa: F821
