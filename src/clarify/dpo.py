@@ -29,7 +29,8 @@ import torch
 
 from .dpo_losses import LOSSES, drop_threshold, preference_loss, sigmoid_losses
 from .errors import InputError
-from .models import load_model, load_tokenizer
+from .models import load_tokenizer
+from .training import load_for_training, precision
 
 log = logging.getLogger(__name__)
 
@@ -150,27 +151,17 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
                   init_adapter: str, work_dir: str | Path, progress: bool = True):
     """The scheduled DPO trainer for one round, policy and reference both ``init_adapter``."""
     from datasets import Dataset
-    from peft import PeftModel, prepare_model_for_kbit_training
+    from peft import PeftModel
     from trl import DPOConfig
 
     schedule = check_schedule(settings["schedule"])
     if not pairs:
         raise InputError("phase_c: the preference pair file is empty")
     cuda = torch.cuda.is_available()
-    checkpointing = settings["gradient_checkpointing"]
-    checkpointing = cuda if checkpointing == "auto" else bool(checkpointing)
-    if settings["bf16"] is True and not (cuda and torch.cuda.is_bf16_supported()):
-        raise InputError("phase_c.bf16: bf16 training needs a CUDA GPU that supports it; set it to auto or false")
-    bf16 = settings["bf16"] is True or (settings["bf16"] == "auto" and cuda and torch.cuda.is_bf16_supported())
-
+    checkpointing, bf16 = precision(settings, "phase_c")
     tokenizer = load_tokenizer(manifest["path"])
     tokenizer.padding_side = "right"  # TRL's collator pads itself; keep the tokenizer's default out of its way
-    model = load_model(manifest, student, quantization)
-    if quantization.get("load_in_4bit"):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    elif checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    model = load_for_training(manifest, student, quantization, checkpointing)
     model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
     dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                                  for p in pairs])

@@ -74,10 +74,24 @@ def to_dataset(rows: list[dict], tokenizer, max_length: int):
 
 # --- the model -----------------------------------------------------------------------------
 
-def build_peft_model(manifest: dict, student: dict, quantization: dict, lora: dict,
-                     init_adapter: str | None, gradient_checkpointing: bool):
-    """Base model + a trainable LoRA adapter: a new one, or ``init_adapter`` trained further."""
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+def precision(settings: dict, phase: str) -> tuple[bool, bool]:
+    """(gradient checkpointing, bf16) for a phase's settings on this machine.
+
+    ``auto`` means on where CUDA (and, for bf16, its support) exists; asking for bf16 without
+    it is an error naming the key.
+    """
+    cuda = torch.cuda.is_available()
+    checkpointing = settings["gradient_checkpointing"]
+    checkpointing = cuda if checkpointing == "auto" else bool(checkpointing)
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    if settings["bf16"] is True and not bf16_ok:
+        raise InputError(f"{phase}.bf16: bf16 training needs a CUDA GPU that supports it; set it to auto or false")
+    return checkpointing, settings["bf16"] is True or (settings["bf16"] == "auto" and bf16_ok)
+
+
+def load_for_training(manifest: dict, student: dict, quantization: dict, gradient_checkpointing: bool):
+    """The base model ready for adapters: k-bit preparation (QLoRA) or plain, checkpointing as asked."""
+    from peft import prepare_model_for_kbit_training
 
     model = load_model(manifest, student, quantization)
     if quantization.get("load_in_4bit"):
@@ -85,6 +99,15 @@ def build_peft_model(manifest: dict, student: dict, quantization: dict, lora: di
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    return model
+
+
+def build_peft_model(manifest: dict, student: dict, quantization: dict, lora: dict,
+                     init_adapter: str | None, gradient_checkpointing: bool):
+    """Base model + a trainable LoRA adapter: a new one, or ``init_adapter`` trained further."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model = load_for_training(manifest, student, quantization, gradient_checkpointing)
     if init_adapter:
         model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
         targets = sorted(model.peft_config["default"].target_modules)
@@ -245,12 +268,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     if resume is None:  # a fresh start: forget a previous attempt's dev history
         for stale in (best_dir, history_path):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    gradient_checkpointing = settings["gradient_checkpointing"]
-    if gradient_checkpointing == "auto":
-        gradient_checkpointing = cuda
-    if settings["bf16"] is True and not (cuda and torch.cuda.is_bf16_supported()):
-        raise InputError(f"{phase}.bf16: bf16 training needs a CUDA GPU that supports it; set it to auto or false")
-    bf16 = settings["bf16"] is True or (settings["bf16"] == "auto" and cuda and torch.cuda.is_bf16_supported())
+    gradient_checkpointing, bf16 = precision(settings, phase)
 
     tokenizer = load_tokenizer(manifest["path"])
     model, targets = build_peft_model(manifest, student, quantization, lora, init_adapter, gradient_checkpointing)
