@@ -42,7 +42,7 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         "phase_a": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3},
         "phase_b": {"epochs": 2, "batch_size": 4, "grad_accum": 1, "learning_rate": 1e-3},
         "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"}],
-                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2},
+                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2, "compare_losses": ["cal_paper", "dr_paper"]},
         "resources": {"threads": 1, "mem_mb": 2000},
     }
     for section, values in overrides.items():
@@ -72,11 +72,12 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-MODELS = ["base", "phaseA", "phaseB", "phaseC_round1", "phaseC"]
+MODELS = ["base", "phaseA", "phaseB", "phaseC_round1", "phaseC", "phaseC_cal_paper", "phaseC_dr_paper"]
 MODES = ["direct", "draft", "cot"]
 RULES = ["prepare_data", "split_data", "sample_train", "prepare_student", "student_drafts", "teacher_harvest",
          "build_corpora", "build_pairs", "train_phase_a", "train_phase_b", "train_phase_c_round1",
-         "redraft_round2", "rebuild_pairs_round2", "train_phase_c_round2", "report"]
+         "redraft_round2", "rebuild_pairs_round2", "train_phase_c_round2", "train_phase_c_cal_paper",
+         "train_phase_c_dr_paper", "report"]
 
 
 def test_dag_produces_every_artifact(finished_run):
@@ -110,7 +111,8 @@ def test_report_numbers_match_the_score_files(finished_run):
     report = (finished_run / "results" / "report.md").read_text()
     test_rows = (finished_run / "data" / "splits" / "test.jsonl").read_text().splitlines()
     names = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)",
-             "phaseC_round1": "Phase C round 1", "phaseC": "Phase C (DPO)"}
+             "phaseC_round1": "Phase C round 1", "phaseC": "Phase C (DPO)",
+             "phaseC_cal_paper": "Phase C, cal_paper only", "phaseC_dr_paper": "Phase C, dr_paper only"}
     for model in MODELS:
         for mode in MODES:
             scores = pd.read_parquet(finished_run / "results" / "scores" / model / f"{mode}.parquet")
@@ -141,7 +143,7 @@ def test_changing_eval_settings_plans_only_evaluation_and_report(finished_run, t
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"score": 15, "report": 1}
+    assert jobs == {"score": 21, "report": 1}
 
 
 def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finished_run, tiny_model_dir, shared_data):
@@ -152,7 +154,7 @@ def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finishe
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"sample_train": 1, "student_drafts": 1, "teacher_harvest": 1, "build_corpora": 1,
                     "build_pairs": 1, "train_phase_a": 1, "train_phase_b": 1, "train_phase_c": 2, "redraft_round": 1,
-                    "rebuild_pairs_round": 1, "score": 12, "report": 1}
+                    "rebuild_pairs_round": 1, "train_phase_c_variant": 2, "score": 18, "report": 1}
 
 
 def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tiny_model_dir, shared_data):
@@ -162,17 +164,18 @@ def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tin
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"train_phase_b": 1, "train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1,
-                    "score": 9, "report": 1}
+                    "train_phase_c_variant": 2, "score": 15, "report": 1}
 
 
 def test_changing_the_dpo_schedule_reruns_only_phase_c(finished_run, tiny_model_dir, shared_data):
     write_config(finished_run, tiny_model_dir, shared_data,
-                 phase_c={"schedule": [{"beta": 0.2, "loss": "cal_paper"}], "rounds": 2})
+                 phase_c={"schedule": [{"beta": 0.2, "loss": "cal_paper"}]})
     try:
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1, "score": 6, "report": 1}
+    assert jobs == {"train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1, "train_phase_c_variant": 2,
+                    "score": 12, "report": 1}
 
 
 def test_phase_c_rounds_continue_each_other(finished_run):
@@ -184,6 +187,11 @@ def test_phase_c_rounds_continue_each_other(finished_run):
     assert {s["beta"] for s in log1["steps"]} == {0.1} and len(log1["steps"]) == 6  # 10 pairs / 4, 2 epochs
     report = (finished_run / "results" / "report.md").read_text()
     assert "## Phase C: preference optimisation" in report and "![DPO curves](figures/dpo_curves.png)" in report
+    variant = json.loads((finished_run / "models/dpo_phaseC/compare_dr_paper/dpo_log.json").read_text())
+    assert [e["loss"] for e in variant["schedule"]] == ["dr_paper", "dr_paper"]
+    assert "### Loss forms compared" in report
+    scores = pd.read_parquet(finished_run / "results/scores/phaseC_cal_paper/direct.parquet")
+    assert f"| cal_paper | 0.1, 0.1 |" in report and format_accuracy(accuracy(scores["correct"])) in report
 
 
 def test_same_seed_gives_identical_splits_and_scores(finished_run, tmp_path, tiny_model_dir, shared_data):

@@ -27,6 +27,8 @@ COMPARISONS = [("phaseA", "base"), ("phaseB", "phaseA"), ("phaseB", "base"), ("p
 def display_name(model: str) -> str:
     if model.startswith("phaseC_round"):
         return f"Phase C round {model.removeprefix('phaseC_round')}"
+    if model.startswith("phaseC_"):
+        return f"Phase C, {model.removeprefix('phaseC_')} only"
     return MODEL_NAMES.get(model, model)
 
 
@@ -288,6 +290,34 @@ def dpo_section(logs: list[dict], figure: str | None) -> str:
     return "\n".join(lines)
 
 
+def loss_comparison_section(variants: list[str | Path], score_files: list[str | Path]) -> str:
+    """One row per loss form trained from Phase B (``phase_c.compare_losses``)."""
+    frames = load_scores(score_files)
+    modes = sorted({mode for _, mode in frames}, key=["direct", "draft", "cot"].index)
+    rows = []
+    for path in variants:
+        log = json.loads((Path(path) / "dpo_log.json").read_text())
+        loss = Path(path).name.removeprefix("compare_")
+        steps = log["steps"]
+        row = [loss, ", ".join(str(e["beta"]) for e in log["schedule"]),
+               f"{steps[0]['margin']:.4f} -> {steps[-1]['margin']:.4f}",
+               f"{steps[-1]['implicit_accuracy']:.2f}", int(sum(s["dropped_pairs"] or 0 for s in steps))]
+        for mode in modes:
+            frame = frames.get((f"phaseC_{loss}", mode))
+            row.append(format_accuracy(accuracy(frame["correct"])) if frame is not None else "-")
+        row.append(f"{log['wall_time_s']:.0f} s")
+        rows.append(row)
+    return "\n".join([
+        "### Loss forms compared",
+        "",
+        "Each row trains one round from Phase B on the same pairs with the schedule's betas and that loss in "
+        "every epoch; accuracies on the eval split with Wilson 95% intervals.",
+        "",
+        markdown_table(["loss", "betas", "reward margin", "final implicit accuracy", "pair-steps dropped",
+                        *[f"accuracy ({m})" for m in modes], "wall time"], rows),
+    ])
+
+
 def config_section(config: dict) -> str:
     return "\n".join(["## Configuration", "", "The settings that produced these results:", "",
                       "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```"])
@@ -295,7 +325,7 @@ def config_section(config: dict) -> str:
 
 def build_report(*, title: str, source_meta, splits, sample, drafts, teacher, accounting, corpora: dict,
                  adapters: dict, dpo_rounds: list, score_files: list, config: dict, figures: dict,
-                 figure_links: dict) -> str:
+                 figure_links: dict, loss_variants: list | None = None) -> str:
     """Render the whole report; writes the figures to the paths in ``figures``."""
     logs = load_training_logs(adapters)
     training_figure(logs, figures["training_curves"])
@@ -307,6 +337,7 @@ def build_report(*, title: str, source_meta, splits, sample, drafts, teacher, ac
         harvest_section(drafts, teacher, accounting, corpora),
         training_section(logs, figure_links["training_curves"]),
         dpo_section(dpo_logs, figure_links["dpo_curves"]),
+        *([loss_comparison_section(loss_variants, score_files)] if loss_variants else []),
         evaluation_section(score_files),
         config_section(config),
     ]

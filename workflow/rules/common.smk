@@ -30,6 +30,7 @@ ADAPTERS = {
     "phaseB": "models/cot_phaseB",
     **{f"phaseC_round{k}": f"models/dpo_phaseC/round{k}" for k in range(1, ROUNDS)},
     "phaseC": f"models/dpo_phaseC/round{ROUNDS}",
+    **{f"phaseC_{loss}": f"models/dpo_phaseC/compare_{loss}" for loss in config["phase_c"]["compare_losses"]},
 }
 SCORED_MODELS = list(ADAPTERS)
 EVAL_MODES = ["direct", "draft", "cot"]
@@ -78,3 +79,11 @@ def round_pairs(wildcards):
 def round_init_adapter(wildcards):
     k = round_number(wildcards)
     return "models/cot_phaseB" if k == 1 else f"models/dpo_phaseC/round{k - 1}"
+
+
+def phase_c_settings(loss=None):
+    """Phase C's settings for a training job; with ``loss``, that loss form in every epoch."""
+    settings = {key: value for key, value in config["phase_c"].items() if key not in ("rounds", "compare_losses")}
+    if loss:
+        settings["schedule"] = [{"beta": epoch["beta"], "loss": loss} for epoch in settings["schedule"]]
+    return settings

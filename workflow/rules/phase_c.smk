@@ -63,7 +63,7 @@ rule train_phase_c:
     output:
         adapter=directory("models/dpo_phaseC/round{round}"),
     params:
-        settings={key: value for key, value in config["phase_c"].items() if key != "rounds"},
+        settings=phase_c_settings(),
         student=config["student"],
         quantization=config["quantization"],
         work_dir=lambda wildcards: f"models/checkpoints/phase_c_round{wildcards.round}",
@@ -73,6 +73,35 @@ rule train_phase_c:
         "logs/train_phase_c_round{round}.log",
     benchmark:
         "logs/benchmarks/train_phase_c_round{round}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        mem_mb=model_resources,
+        runtime=config["resources"]["runtime_min"],
+        gpu=config["resources"]["gpu"],
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/train_phase_c.py"
+
+
+rule train_phase_c_variant:
+    input:
+        pairs=rules.build_pairs.output.pairs,
+        init_adapter=rules.train_phase_b.output.adapter,
+        student=rules.prepare_student.output.student,
+    output:
+        adapter=directory("models/dpo_phaseC/compare_{loss}"),
+    params:
+        settings=lambda wildcards: phase_c_settings(wildcards.loss),
+        student=config["student"],
+        quantization=config["quantization"],
+        work_dir=lambda wildcards: f"models/checkpoints/phase_c_{wildcards.loss}",
+    wildcard_constraints:
+        loss="sigmoid|cal_batch_mean|cal_paper|dr_drop_top|dr_paper",
+    log:
+        "logs/train_phase_c_{loss}.log",
+    benchmark:
+        "logs/benchmarks/train_phase_c_{loss}.tsv"
     threads: config["resources"]["threads"]
     resources:
         mem_mb=model_resources,

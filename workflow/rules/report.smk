@@ -17,6 +17,7 @@ rule report:
         phase_a=rules.train_phase_a.output.adapter,
         phase_b=rules.train_phase_b.output.adapter,
         dpo_rounds=expand("models/dpo_phaseC/round{round}", round=range(1, ROUNDS + 1)),
+        loss_variants=expand("models/dpo_phaseC/compare_{loss}", loss=config["phase_c"]["compare_losses"]),
         scores=score_files(),
     output:
         report="results/report.md",

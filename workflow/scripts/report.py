@@ -29,6 +29,7 @@ def main(smk):
             corpora={"Track A (baseline)": inp.baseline, "Track B (cot)": inp.cot, "pairs": inp.pairs},
             adapters={"phaseA": inp.phase_a, "phaseB": inp.phase_b},
             dpo_rounds=list(inp.dpo_rounds),
+            loss_variants=list(inp.loss_variants),
             score_files=list(inp.scores),
             config=smk.params.config,
             figures=figures,
