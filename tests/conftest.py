@@ -20,3 +20,14 @@ def tiny_model_dir(tmp_path_factory):
 def shared_data():
     assert SHARED_DATA.exists(), f"labelled StrategyQA set missing: {SHARED_DATA} (clone with ../shared beside it)"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_model_dir, shared_data):
+    """A workdir where the whole tiny-model DAG ran to results/report.md (shared by the e2e tests)."""
+    from test_workflow import snakemake, write_config
+
+    workdir = tmp_path_factory.mktemp("dag")
+    write_config(workdir, tiny_model_dir, shared_data)
+    snakemake(workdir, "--cores", "2", "results/report.md")
+    return workdir

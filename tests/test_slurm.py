@@ -3,9 +3,9 @@
 The test installs the Debian packages ``slurm-wlm`` and ``munge`` when they are missing (root +
 apt-get, as on CI) and fails with apt's message when it cannot: it never skips. It starts
 munged, slurmctld and slurmd by hand in a temp dir (tests/slurm_cluster.py), runs
-``results/report.md`` locally, then again with ``--workflow-profile profiles/slurm``, and checks
-that every job of the plan was a SLURM job that completed and that every artifact equals the
-local run's. The cluster is stopped by PID afterwards, pass or fail; the test errors if any of
+``results/report.md`` locally (or takes the e2e tests' run, if conftest.py shares it as
+``finished_run``), then again with ``--workflow-profile profiles/slurm``, and checks that every
+job of the plan was a SLURM job that completed and that every artifact equals the local run's. The cluster is stopped by PID afterwards, pass or fail; the test errors if any of
 its processes is left.
 
 The cluster has no accounting database (slurmdbd), so the run adds
@@ -16,6 +16,7 @@ The cluster has no accounting database (slurmdbd), so the run adds
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from slurm_cluster import SlurmCluster, ensure_slurm_installed
 from test_workflow import write_config
@@ -34,7 +36,7 @@ VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = VENV_BIN / "snakemake"
 PROFILE = REPO / "profiles" / "slurm"
 TARGET = "results/report.md"
-RUN_TIMEOUT_S = 540
+RUN_TIMEOUT_S = 720  # per snakemake call: a hang guard; the SLURM run takes ~5 min for 30 jobs
 
 #: On top of the profile: a cluster without slurmdbd, and seconds-long jobs.
 TEST_CLUSTER_FLAGS = [
@@ -47,13 +49,13 @@ TEST_CLUSTER_FLAGS = [
 ]
 #: Top-level entries of a workdir that are not artifacts: logs and benchmarks, Snakemake's own
 #: state (with the SLURM logs), the test config, persistent API caches.
-NOT_ARTIFACTS = {"logs", ".snakemake", "test.yaml", "cache"}
+NOT_ARTIFACTS = {"logs", ".snakemake", "test.yaml", "slurm.yaml", "cache"}
 #: Measured durations are not results: JSON keys and table columns that hold them ...
 TIMING_KEY = re.compile(r"(latency|wall_time|elapsed|duration|runtime|_time)(_s|_ms|_sec|_seconds)?$|per_second$")
 #: ... and durations or clock times written into text (the report's "| cpu | 4 s |").
 TIMING_TEXT = re.compile(rb"\b\d+(\.\d+)?\s?(ms|s|sec|min|h)\b|\b\d+:\d\d(:\d\d)?(\.\d+)?\b")
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +65,16 @@ def slurm_cluster():
         yield cluster
 
 
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+def snakemake_cmd(workdir: Path, *args: str, configfiles: tuple[str, ...] = ("test.yaml",)) -> list[str]:
     return ["timeout", "-k", "15", str(RUN_TIMEOUT_S), str(SNAKEMAKE), "-s", str(REPO / "Snakefile"),
-            "--directory", str(workdir), "--configfile", str(REPO / "config.yaml"), str(workdir / "test.yaml"),
-            *args]
+            "--directory", str(workdir), "--configfile", str(REPO / "config.yaml"),
+            *(str(workdir / name) for name in configfiles), *args]
 
 
 def run_env(env: dict[str, str]) -> dict[str, str]:
     """The venv first on PATH: slurmd starts jobs with the submitting environment (--export=ALL).
 
-    PYTHONHASHSEED is fixed for both runs: PEFT writes adapter_config.json's target_modules in
-    set order, which otherwise differs between any two processes.
+    PYTHONHASHSEED is fixed: whatever a job writes in set order is then the same in both runs.
     """
     return dict(env, PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONHASHSEED="0")
 
@@ -102,8 +103,10 @@ def artifacts(workdir: Path) -> set[Path]:
 
 
 def without_timings(value):
+    """JSON less measured durations; PEFT's target_modules (a set, saved in hash order) sorted."""
     if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if not TIMING_KEY.search(str(k))}
+        return {k: sorted(v) if k == "target_modules" and isinstance(v, list) else without_timings(v)
+                for k, v in value.items() if not TIMING_KEY.search(str(k))}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
@@ -159,27 +162,45 @@ def slurm_logs(text: str, rules: set[str]) -> str:
     return "\n".join(chunks)
 
 
-def test_tiny_dag_runs_on_slurm_and_matches_a_local_run(slurm_cluster, tmp_path, tiny_model_dir, shared_data):
-    local, remote = tmp_path / "local", tmp_path / "slurm"
-    for workdir in (local, remote):
-        workdir.mkdir()
-        # The e2e test's config; gpu=0: the test node has no GPU (gpu=1 would ask sbatch --gpus=1).
-        write_config(workdir, tiny_model_dir, shared_data, resources={"gpu": 0})
+@pytest.fixture
+def local_run(request, tmp_path, tiny_model_dir, shared_data):
+    """A finished local run of the tiny DAG, and how long it took (None: not run here).
 
-    # The local reference first (a broken DAG fails here, plainly). Not alongside the SLURM run:
-    # on 2 cores that slows its jobs past the plugin's status-check intervals.
-    local_started = time.monotonic()
-    local_run = subprocess.run(snakemake_cmd(local, "--cores", "2", TARGET), cwd=local,
-                               env=run_env(dict(os.environ)), capture_output=True, text=True,
-                               timeout=RUN_TIMEOUT_S + 30)
-    assert local_run.returncode == 0, f"local run failed:\n{local_run.stdout[-3000:]}\n{local_run.stderr[-5000:]}"
+    The e2e tests' own run when conftest.py shares it as the fixture ``finished_run`` (one DAG
+    run less per test session); otherwise one made here with the e2e tests' config.
+    """
+    try:
+        return request.getfixturevalue("finished_run"), None
+    except pytest.FixtureLookupError:
+        pass
+    workdir = tmp_path / "local"
+    workdir.mkdir()
+    write_config(workdir, tiny_model_dir, shared_data)
+    started = time.monotonic()
+    result = subprocess.run(snakemake_cmd(workdir, "--cores", "2", TARGET), cwd=workdir,
+                            env=run_env(dict(os.environ)), capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT_S + 30)
+    assert result.returncode == 0, f"local run failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return workdir, time.monotonic() - started
 
-    local_elapsed = time.monotonic() - local_started
+
+def test_tiny_dag_runs_on_slurm_and_matches_a_local_run(local_run, slurm_cluster, tmp_path):
+    # The local reference comes first (a broken DAG fails there, plainly). Not alongside the
+    # SLURM run: on 2 cores that slows its jobs past the plugin's status-check intervals.
+    local, local_elapsed = local_run
+    remote = tmp_path / "slurm"
+    remote.mkdir()
+    # The same config, plus gpu=0: the test node has no GPU (gpu=1 would ask sbatch --gpus=1).
+    # The resources section is no rerun trigger and reaches no artifact.
+    shutil.copyfile(local / "test.yaml", remote / "test.yaml")
+    (remote / "slurm.yaml").write_text(yaml.safe_dump({"resources": {"gpu": 0}}))
+
     started = time.monotonic()
     run_log = tmp_path / "slurm-run.log"
     with open(run_log, "w") as out:
         proc = subprocess.Popen(
-            snakemake_cmd(remote, "--workflow-profile", str(PROFILE), *TEST_CLUSTER_FLAGS, TARGET),
+            snakemake_cmd(remote, "--workflow-profile", str(PROFILE), *TEST_CLUSTER_FLAGS, TARGET,
+                          configfiles=("test.yaml", "slurm.yaml")),
             cwd=remote, env=run_env(slurm_cluster.env), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -195,13 +216,16 @@ def test_tiny_dag_runs_on_slurm_and_matches_a_local_run(slurm_cluster, tmp_path,
         f"{' (timed out)' if returncode in (124, 137) else ''}:\n{output[-6000:]}\n"
         f"{slurm_logs(output, failed_rules)[-6000:]}\n{slurm_cluster.log_tails(1500)}")
 
-    # Every job of the plan was submitted to SLURM once, and SLURM says it completed.
+    # Every job of the plan (bar rules the workflow declares local) was submitted to SLURM once,
+    # and SLURM says it completed.
     planned = plan(output)
+    local_rules = set(re.findall(r"^localrule (\w+):", output, flags=re.M))
+    expected = Counter({rule: n for rule, n in planned.items() if rule not in local_rules})
     submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: \S*/rule_([^/\s]+)/", output)
-    assert Counter(rule for _, _, rule in submitted) == planned, (planned, submitted)
-    assert {"prepare_data", "score", "report"} <= set(planned), planned
+    assert Counter(rule for _, _, rule in submitted) == expected, (expected, submitted)
+    assert {"prepare_data", "score", "report"} <= set(expected), expected
     slurm_ids = [slurm_id for _, slurm_id, _ in submitted]
-    assert len(set(slurm_ids)) == len(slurm_ids) == planned.total()
+    assert len(set(slurm_ids)) == len(slurm_ids) == expected.total()
     run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
     jobs = slurm_cluster.jobs()
     for slurm_id in slurm_ids:
@@ -218,4 +242,5 @@ def test_tiny_dag_runs_on_slurm_and_matches_a_local_run(slurm_cluster, tmp_path,
     assert artifacts(remote) == artifacts(local), sorted(map(str, artifacts(remote) ^ artifacts(local)))
     problems = differences(local, remote)
     assert not problems, f"{len(problems)} artifacts differ from the local run's:\n" + "\n".join(problems)
-    print(f"\nSLURM run: {planned.total()} jobs in {elapsed:.0f} s; local run {local_elapsed:.0f} s")
+    local_time = "shared with the e2e tests" if local_elapsed is None else f"{local_elapsed:.0f} s"
+    print(f"\nSLURM run: {expected.total()} SLURM jobs in {elapsed:.0f} s; local run {local_time}")

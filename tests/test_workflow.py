@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYTHONHASHSEED="0")
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(REPO / "config.yaml"), str(workdir / "test.yaml"), *args]
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
@@ -58,14 +59,6 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
         if name != "total":
             counts[name] = int(count)
     return counts
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir, shared_data):
-    workdir = tmp_path_factory.mktemp("dag")
-    write_config(workdir, tiny_model_dir, shared_data)
-    snakemake(workdir, "--cores", "2", "results/report.md")
-    return workdir
 
 
 def digest(path: Path) -> str:

@@ -161,6 +161,9 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
     checkpointing, bf16 = precision(settings, "phase_c")
     tokenizer = load_tokenizer(manifest["path"])
     tokenizer.padding_side = "right"  # TRL's collator pads itself; keep the tokenizer's default out of its way
+    from transformers import set_seed
+
+    set_seed(settings["seed"])
     model = load_for_training(manifest, student, quantization, checkpointing)
     model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
     dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}

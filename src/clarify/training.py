@@ -271,6 +271,9 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     gradient_checkpointing, bf16 = precision(settings, phase)
 
     tokenizer = load_tokenizer(manifest["path"])
+    from transformers import set_seed
+
+    set_seed(settings["seed"])  # the LoRA initialisation draws random numbers: same seed, same adapter
     model, targets = build_peft_model(manifest, student, quantization, lora, init_adapter, gradient_checkpointing)
     counts = parameter_counts(model)
     log.info("%s: LoRA on %s; %d trainable of %d parameters (%.2f%%)", phase, ", ".join(targets),
