@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import pytest
 
 from clarify import corpora, harvest as hv
 from clarify.errors import InputError
+from clarify.teacher import Completion
 from clarify.prompts import answer_word, rationalization_prompt, teacher_prompt
 
 SETTINGS = {"backend": "fake", "model": "fake-1", "samples": 3, "on_disagreement": "rationalize",
             "rationalize_samples": 2}
-
-
-@dataclass
-class FakeCompletion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_s: float
-    cached: bool
-    backend: str
-    model: str
-    final: bool | None
-    steps: list[str] = field(default_factory=list)
-    parse_ok: bool = False
 
 
 def response_text(final, steps, extra=""):
@@ -63,7 +48,7 @@ class FakeTeacher:
                                        f"{qid} {request.kind} {request.sample_index} step b"])
             steps = steps if parse_ok else []
             text = spec.get("text", response_text(final, steps))
-            out.append(FakeCompletion(text=text, prompt_tokens=100, completion_tokens=50,
+            out.append(Completion(text=text, prompt_tokens=100, completion_tokens=50,
                                       cost_usd=0.001, latency_s=0.1, cached=False, backend="fake",
                                       model="fake-1", final=final if parse_ok or spec.get("keep_final") else None,
                                       steps=steps, parse_ok=parse_ok))
