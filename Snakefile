@@ -17,6 +17,7 @@ include: "workflow/rules/corpora.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/phase_c.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/validation.smk"
 include: "workflow/rules/report.smk"
 
 

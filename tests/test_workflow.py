@@ -44,11 +44,18 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         "phase_b": {"epochs": 2, "batch_size": 4, "grad_accum": 1, "learning_rate": 1e-3},
         "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"}],
                     "learning_rate": 1e-3, "batch_size": 4, "rounds": 2, "compare_losses": ["cal_paper", "dr_paper"]},
+        "attribution": {"max_questions": 4, "steps": 16},
+        "judge": {"backend": "hf", "model": "student", "max_tokens": 8},
         "resources": {"threads": 1, "mem_mb": 2000},
     }
     for section, values in overrides.items():
         config[section].update(values)
     (workdir / "test.yaml").write_text(yaml.safe_dump(config))
+
+
+def validation(models: int) -> dict[str, int]:
+    """The validation jobs that follow ``models`` rescored models (the judge compares C with A)."""
+    return {"ablation": models, "ablation_table": 1, "attribution": models, "attribution_table": 1, "judge": 1}
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -70,7 +77,7 @@ MODES = ["direct", "draft", "cot"]
 RULES = ["prepare_data", "split_data", "sample_train", "prepare_student", "student_drafts", "teacher_harvest",
          "build_corpora", "build_pairs", "train_phase_a", "train_phase_b", "train_phase_c_round1",
          "redraft_round2", "rebuild_pairs_round2", "train_phase_c_round2", "train_phase_c_cal_paper",
-         "train_phase_c_dr_paper", "report"]
+         "train_phase_c_dr_paper", "ablation_table", "attribution_table", "judge", "report"]
 
 
 def test_dag_produces_every_artifact(finished_run):
@@ -125,6 +132,54 @@ def test_report_numbers_match_the_score_files(finished_run):
     assert "max_questions: 40" in report  # the config that produced it
 
 
+def test_validation_artifacts_match_their_sources_and_the_report(finished_run):
+    report = (finished_run / "results" / "report.md").read_text()
+    names = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)",
+             "phaseC_round1": "Phase C round 1", "phaseC": "Phase C (DPO)",
+             "phaseC_cal_paper": "Phase C, cal_paper only", "phaseC_dr_paper": "Phase C, dr_paper only"}
+    table = pd.read_csv(finished_run / "results" / "ablations.csv")
+    assert len(table) == 3 * len(MODELS) and set(table["model"]) == set(MODELS)
+    contexts = {"draft": "own draft", "no_draft": "no draft", "shuffled_draft": "another question's draft"}
+    for model in MODELS:
+        frame = pd.read_parquet(finished_run / "results" / "ablations" / f"{model}.parquet")
+        draft_mode = pd.read_parquet(finished_run / "results" / "scores" / model / "draft.parquet")
+        direct = pd.read_parquet(finished_run / "results" / "scores" / model / "direct.parquet")
+        own = frame[frame["condition"] == "draft"].reset_index(drop=True)
+        none = frame[frame["condition"] == "no_draft"].reset_index(drop=True)
+        # The ablation's own-draft and no-draft conditions are the draft and direct eval modes, rescored.
+        assert list(own["correct"]) == list(draft_mode["correct"])
+        assert list(none["correct"]) == list(direct["correct"])
+        shuffled = frame[frame["condition"] == "shuffled_draft"]
+        assert (shuffled["qid"] != shuffled["draft_from"]).all()
+        for condition, label in contexts.items():
+            acc = accuracy(frame[frame["condition"] == condition]["correct"])
+            row = table[(table["model"] == model) & (table["condition"] == condition)].iloc[0]
+            assert row["correct"] == acc.correct and row["n"] == acc.n == 12
+            assert f"| {names[model]} | {label} | 12 | {format_accuracy(acc)} |" in report
+    attribution = pd.read_csv(finished_run / "results" / "attribution.csv")
+    assert len(attribution) == 4 * len(MODELS)
+    shares = attribution[["draft_share", "question_share", "template_share"]].sum(axis=1)
+    assert ((shares - 1).abs() < 1e-6).all() and (attribution["draft_tokens"] > 0).all()
+    assert attribution.groupby("model")["qid"].apply(tuple).nunique() == 1  # the same questions for every model
+    phase_c = attribution[attribution["model"] == "phaseC"]
+    assert f"| Phase C (DPO) | 4 | {phase_c['draft_tokens'].mean():.1f} | {100 * phase_c['draft_share'].mean():.1f}% [" in report
+    verdicts = pd.read_csv(finished_run / "results" / "judge.csv")
+    summary = json.loads((finished_run / "results" / "judge_summary.json").read_text())
+    assert len(verdicts) == 12 and summary["pairs"][0]["n"] == 12 and summary["backend"] == "hf"
+    assert (verdicts[["verdict_ab", "verdict_ba"]].isin(["a", "b", "tie", "invalid", "skipped"])).all().all()
+    pair = summary["pairs"][0]
+    assert f"| Phase C (DPO) vs Phase A (answer-only SFT) | 12 | {pair['wins_a']} | {pair['wins_b']} | {pair['ties']} |" in report
+    assert "## Executive summary" in report and "## Wall time per job" in report
+    for figure in ["ablations", "attribution"]:
+        assert f"](figures/{figure}.png)" in report and (finished_run / "results" / "figures" / f"{figure}.png").is_file()
+
+
+def test_snakemake_html_report_renders(finished_run):
+    snakemake(finished_run, "--report", "report.html")
+    html = (finished_run / "report.html").read_text(errors="replace")
+    assert len(html) > 10000 and "ablations.csv" in html and "attribution.png" in html
+
+
 def test_nothing_to_do_when_up_to_date(finished_run):
     result = snakemake(finished_run, "-n", "results/report.md")
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -136,7 +191,7 @@ def test_changing_eval_settings_plans_only_evaluation_and_report(finished_run, t
         jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
-    assert jobs == {"score": 21, "report": 1}
+    assert jobs == {"score": 21, **validation(7), "report": 1}
 
 
 def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finished_run, tiny_model_dir, shared_data):
@@ -147,7 +202,7 @@ def test_changing_the_sample_reruns_the_harvest_but_not_splits_or_scores(finishe
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"sample_train": 1, "student_drafts": 1, "teacher_harvest": 1, "build_corpora": 1,
                     "build_pairs": 1, "train_phase_a": 1, "train_phase_b": 1, "train_phase_c": 2, "redraft_round": 1,
-                    "rebuild_pairs_round": 1, "train_phase_c_variant": 2, "score": 18, "report": 1}
+                    "rebuild_pairs_round": 1, "train_phase_c_variant": 2, "score": 18, **validation(6), "report": 1}
 
 
 def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tiny_model_dir, shared_data):
@@ -157,7 +212,7 @@ def test_changing_phase_b_reruns_only_phase_b_and_what_follows(finished_run, tin
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"train_phase_b": 1, "train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1,
-                    "train_phase_c_variant": 2, "score": 15, "report": 1}
+                    "train_phase_c_variant": 2, "score": 15, **validation(5), "report": 1}
 
 
 def test_changing_the_dpo_schedule_reruns_only_phase_c(finished_run, tiny_model_dir, shared_data):
@@ -168,7 +223,24 @@ def test_changing_the_dpo_schedule_reruns_only_phase_c(finished_run, tiny_model_
     finally:
         write_config(finished_run, tiny_model_dir, shared_data)
     assert jobs == {"train_phase_c": 2, "redraft_round": 1, "rebuild_pairs_round": 1, "train_phase_c_variant": 2,
-                    "score": 12, "report": 1}
+                    "score": 12, **validation(4), "report": 1}
+
+
+def test_changing_attribution_or_judge_settings_reruns_only_that_experiment(finished_run, tiny_model_dir,
+                                                                             shared_data):
+    write_config(finished_run, tiny_model_dir, shared_data, attribution={"max_questions": 4, "steps": 8})
+    try:
+        jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
+    finally:
+        write_config(finished_run, tiny_model_dir, shared_data)
+    assert jobs == {"attribution": 7, "attribution_table": 1, "report": 1}
+    write_config(finished_run, tiny_model_dir, shared_data, judge={"backend": "hf", "model": "student",
+                                                                    "max_tokens": 12})
+    try:
+        jobs = planned_jobs(snakemake(finished_run, "-n", "results/report.md"))
+    finally:
+        write_config(finished_run, tiny_model_dir, shared_data)
+    assert jobs == {"judge": 1, "report": 1}
 
 
 def test_phase_c_rounds_continue_each_other(finished_run):

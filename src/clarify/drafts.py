@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from .generation import generate
-from .prompts import draft_request, parse_draft
+from .prompts import ANSWER_CUE, draft_request, parse_draft
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ def generate_drafts(model, tokenizer, records: list[dict], settings: dict, progr
             "n_tokens": out["n_tokens"], "hit_limit": out["hit_limit"],
         })
     return rows
+
+
+def draft_from_raw(raw: str) -> dict:
+    """A draft row's parsed fields from its stored ``raw`` text (as the draft eval mode saves it)."""
+    text = raw[len(ANSWER_CUE):] if raw.startswith(ANSWER_CUE) else raw
+    return {"raw": raw, **parse_draft(text)}
 
 
 def draft_summary(rows: list[dict]) -> dict:

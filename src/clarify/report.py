@@ -15,6 +15,9 @@ import yaml
 from .data import class_mix
 from .drafts import draft_summary
 from .io import read_jsonl
+from .report_validation import (ablation_figure, ablation_section, attribution_figure, attribution_section,
+                                attribution_summary, executive_section, judge_section, load_judge,
+                                walltime_section)
 from .stats import accuracy, mcnemar
 
 #: Display names of the scored models, and the paired comparisons the report makes.
@@ -325,20 +328,42 @@ def config_section(config: dict) -> str:
 
 def build_report(*, title: str, source_meta, splits, sample, drafts, teacher, accounting, corpora: dict,
                  adapters: dict, dpo_rounds: list, score_files: list, config: dict, figures: dict,
-                 figure_links: dict, loss_variants: list | None = None) -> str:
-    """Render the whole report; writes the figures to the paths in ``figures``."""
+                 figure_links: dict, loss_variants: list | None = None, ablations=None, attribution=None,
+                 judge_summary=None, judge_verdicts=None, benchmark_dir=None) -> str:
+    """Render the whole report; writes the figures to the paths in ``figures``.
+
+    ``config`` is the run's config (the report's own section gives the primary modes and the
+    targets of the executive table; attribution's its settings).
+    """
     logs = load_training_logs(adapters)
     training_figure(logs, figures["training_curves"])
     dpo_logs = load_dpo_logs(dpo_rounds)
     dpo_figure(dpo_logs, figures["dpo_curves"])
+    ablation_frame = pd.read_csv(ablations) if ablations else None
+    if ablation_frame is not None:
+        ablation_figure(ablation_frame, figures["ablations"])
+    attribution_frame = None
+    if attribution:
+        attribution_frame = attribution_summary(pd.read_csv(attribution), seed=config["attribution"]["seed"])
+        attribution_figure(attribution_frame, figures["attribution"])
+    judge, verdicts = load_judge(judge_summary, judge_verdicts)
+    report_settings = config["report"]
     sections = [
         f"# {title}",
+        executive_section(load_scores(score_files), ablation_frame, attribution_frame, judge,
+                          report_settings["primary_modes"], report_settings["targets"]),
         data_section(source_meta, splits, sample),
         harvest_section(drafts, teacher, accounting, corpora),
         training_section(logs, figure_links["training_curves"]),
         dpo_section(dpo_logs, figure_links["dpo_curves"]),
         *([loss_comparison_section(loss_variants, score_files)] if loss_variants else []),
         evaluation_section(score_files),
+        *([ablation_section(ablation_frame, figure_links.get("ablations"), display_name)]
+          if ablation_frame is not None else []),
+        *([attribution_section(attribution_frame, config["attribution"], figure_links.get("attribution"),
+                               display_name)] if attribution_frame is not None else []),
+        judge_section(judge, verdicts, display_name),
+        *([walltime_section(benchmark_dir)] if benchmark_dir else []),
         config_section(config),
     ]
     return "\n\n".join(sections) + "\n"

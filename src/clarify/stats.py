@@ -51,3 +51,16 @@ def mcnemar(correct_a, correct_b) -> dict:
     table = [[int((a & b).sum()), a_only], [b_only, int((~a & ~b).sum())]]
     p = 1.0 if a_only + b_only == 0 else float(_mcnemar(table, exact=True).pvalue)
     return {"a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+def bootstrap_mean_ci(values, seed: int = 0, resamples: int = 10000, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (seeded, so the report is reproducible)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    if x.size == 1:
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)

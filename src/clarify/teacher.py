@@ -249,7 +249,8 @@ class Teacher:
     uses_cache = True
     paid = False  # spend caps apply to paid backends only
 
-    def __init__(self, settings: dict, cache_path: str | os.PathLike | None = None):
+    def __init__(self, settings: dict, cache_path: str | os.PathLike | None = None, role: str = "teacher"):
+        self.role = str(role)  # names the client in messages and config keys ("teacher", "judge")
         self.settings = dict(settings)
         self.model = str(settings.get("model", ""))
         self.sampling = {"temperature": float(settings.get("temperature", 0.0)),
@@ -286,7 +287,7 @@ class Teacher:
         waiting = sum(len(indices) for indices in pending.values())
         self._run = run = _Run(total=len(requests), done=len(requests) - waiting)
         bar = tqdm(total=len(requests), initial=run.done, disable=not progress, unit="req",
-                   desc=f"teacher[{self.backend}]", dynamic_ncols=True)
+                   desc=f"{self.role}[{self.backend}]", dynamic_ncols=True)
 
         def record(key: str, completion: Completion, retries: int = 0, cache: bool = True) -> None:
             indices = pending[key]
@@ -310,13 +311,13 @@ class Teacher:
                                         record)
         finally:
             bar.close()
-            log.info("teacher[%s] %s: %d requests, %d cached, %d made (%d retries, %d malformed), "
-                     "%d tokens, $%.4f this run", self.backend, self.model, len(requests),
+            log.info("%s[%s] %s: %d requests, %d cached, %d made (%d retries, %d malformed), "
+                     "%d tokens, $%.4f this run", self.role, self.backend, self.model, len(requests),
                      self.spend.cache_hits, self.spend.requests_made, self.spend.retries,
                      self.spend.malformed, self.spend.total_tokens, self.spend.cost_usd)
         missing = [index for index, completion in enumerate(results) if completion is None]
         if missing:  # pragma: no cover - a backend must record every request or raise
-            raise RuntimeError(f"teacher[{self.backend}] returned no completion for {len(missing)} requests")
+            raise RuntimeError(f"{self.role}[{self.backend}] returned no completion for {len(missing)} requests")
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -366,10 +367,10 @@ class Teacher:
         reached = []
         cap_tokens = self.settings.get("max_total_tokens")
         if cap_tokens is not None and self.spend.total_tokens >= cap_tokens:
-            reached.append("teacher.max_total_tokens")
+            reached.append(f"{self.role}.max_total_tokens")
         cap_cost = self.settings.get("max_cost_usd")
         if cap_cost is not None and self._price() is not None and self.spend.cost_usd >= cap_cost:
-            reached.append("teacher.max_cost_usd")
+            reached.append(f"{self.role}.max_cost_usd")
         return reached
 
     def _price(self) -> dict | None:
@@ -385,7 +386,7 @@ class Teacher:
     def _spend_cap_error(self, reached: list[str]) -> SpendCapReached:
         run = self._run or _Run(0, 0)
         return SpendCapReached(
-            f"teacher spend cap reached ({' and '.join(reached)}): this run spent "
+            f"{self.role} spend cap reached ({' and '.join(reached)}): this run spent "
             f"${self.spend.cost_usd:.4f} of max_cost_usd {self.settings.get('max_cost_usd')} and "
             f"{self.spend.total_tokens} of max_total_tokens {self.settings.get('max_total_tokens')} tokens "
             f"on {self.spend.requests_made} requests; {run.done} of {run.total} requests are done, "
@@ -507,8 +508,8 @@ class GoldTeacher(Teacher):
     backend = "gold"
     uses_cache = False
 
-    def __init__(self, settings: dict, cache_path=None):
-        super().__init__(settings, cache_path)
+    def __init__(self, settings: dict, cache_path=None, role: str = "teacher"):
+        super().__init__(settings, cache_path, role)
         self.model = "gold"
 
     def key(self, request: Request) -> str:
@@ -592,22 +593,23 @@ class OpenAITeacher(Teacher):
     backend = "openai"
     paid = True
 
-    def __init__(self, settings: dict, cache_path=None):
+    def __init__(self, settings: dict, cache_path=None, role: str = "teacher"):
         api_key = env_setting("OPENAI_API_KEY")
         if not api_key:
             raise InputError(
-                "teacher.backend is openai but OPENAI_API_KEY is not set (environment or .env); "
-                "export it, put it in a git-ignored .env, or use teacher.backend gold (offline)"
+                f"{role}.backend is openai but OPENAI_API_KEY is not set (environment or .env); "
+                f"export it, put it in a git-ignored .env, or use {role}.backend "
+                + ("gold (offline)" if role == "teacher" else "hf (a local model)")
             )
-        super().__init__(settings, cache_path)
+        super().__init__(settings, cache_path, role)
         self.__api_key = api_key  # name-mangled; never logged, cached or shown
         self.base_url = settings.get("base_url") or env_setting("OPENAI_BASE_URL") or None
         self.concurrency = int(settings.get("concurrency", 8))
         self.timeout_s = float(settings.get("timeout_s", 60))
         self.max_retries = int(settings.get("max_retries", 6))
         if self._price() is None:
-            log.warning("teacher.prices has no entry for %r: its calls are counted as $0 "
-                        "(only teacher.max_total_tokens caps them)", self.model)
+            log.warning("%s.prices has no entry for %r: its calls are counted as $0 "
+                        "(only %s.max_total_tokens caps them)", self.role, self.model, self.role)
 
     def __repr__(self) -> str:
         return f"OpenAITeacher(model={self.model!r}, base_url={self.base_url!r})"
@@ -672,10 +674,10 @@ class OpenAITeacher(Teacher):
             why = {"fatal": "stopped: ", "breaker": f"stopped after {breaker} failures in a row: "}.get(
                 state["stop"], "")
             raise TeacherRequestsFailed(
-                f"teacher: {why}{len(failures)} request{'s' if len(failures) != 1 else ''} failed (first: {failures[0]}); {run.done} of "
+                f"{self.role}: {why}{len(failures)} request{'s' if len(failures) != 1 else ''} failed (first: {failures[0]}); {run.done} of "
                 f"{run.total} requests are done and cached, {run.remaining} remaining; rerun to resume "
-                f"from the cache (teacher.base_url, teacher.timeout_s={self.timeout_s:g}, "
-                f"teacher.max_retries={self.max_retries})"
+                f"from the cache ({self.role}.base_url, {self.role}.timeout_s={self.timeout_s:g}, "
+                f"{self.role}.max_retries={self.max_retries})"
             )
         if state["cap"]:
             raise self._spend_cap_error(state["cap"])
@@ -700,7 +702,7 @@ class OpenAITeacher(Teacher):
                 raise _Failure(f"the API at {self._where()} rejected OPENAI_API_KEY "
                                f"(HTTP {exc.status_code}); check the key", retries, fatal=True) from None
             except openai.NotFoundError as exc:
-                raise _Failure(f"teacher.model {self.model!r}: the API at {self._where()} answered "
+                raise _Failure(f"{self.role}.model {self.model!r}: the API at {self._where()} answered "
                                f"HTTP 404 ({self._scrub(exc.message)[:200]})", retries, fatal=True) from None
             except openai.APIStatusError as exc:
                 retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -726,8 +728,8 @@ class OpenAITeacher(Teacher):
             if attempt < self.max_retries:
                 retries += 1
                 await asyncio.sleep(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random()))
-        log.warning("teacher: malformed response bodies for %d attempts; recording an invalid completion",
-                    self.max_retries + 1)
+        log.warning("%s: malformed response bodies for %d attempts; recording an invalid completion",
+                    self.role, self.max_retries + 1)
         return self._completion("", 0, 0, 0.0, time.perf_counter() - start,
                                 error=f"malformed response body ({self.max_retries + 1} attempts)"), retries
 
@@ -750,8 +752,8 @@ class HFTeacher(Teacher):
 
     backend = "hf"
 
-    def __init__(self, settings: dict, cache_path=None):
-        super().__init__(settings, cache_path)
+    def __init__(self, settings: dict, cache_path=None, role: str = "teacher"):
+        super().__init__(settings, cache_path, role)
         self.batch_size = max(1, int(settings.get("concurrency", 8)))
         self._model = None
         self._tokenizer = None
@@ -766,7 +768,7 @@ class HFTeacher(Teacher):
         candidate = Path(self.model).expanduser()
         if candidate.suffix == ".gguf":
             if not candidate.is_file():
-                raise InputError(f"teacher.model: GGUF file not found: {candidate}")
+                raise InputError(f"{self.role}.model: GGUF file not found: {candidate}")
             path, gguf_file = str(candidate.parent), candidate.name
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file)
@@ -775,7 +777,7 @@ class HFTeacher(Teacher):
             model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype=dtype)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputError(f"teacher.model: cannot load {self.model!r} as a transformers causal LM: {first}") from None
+            raise InputError(f"{self.role}.model: cannot load {self.model!r} as a transformers causal LM: {first}") from None
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -851,19 +853,21 @@ class _GumbelSampler:
 
 # --- factory -----------------------------------------------------------------------------------
 
-def make_teacher(settings: dict, cache_path: str | os.PathLike | None = None) -> Teacher:
+def make_teacher(settings: dict, cache_path: str | os.PathLike | None = None,
+                 role: str = "teacher") -> Teacher:
     """The teacher for ``settings`` (the config's ``teacher`` section, defaults filled).
 
     ``cache_path`` defaults to ``settings["cache"]``; pass ``False`` for no persistent cache
-    (tests). The gold teacher never caches (it is instant and deterministic).
+    (tests). The gold teacher never caches (it is instant and deterministic). ``role`` names
+    the client in messages, logs and spend-cap keys (``"judge"`` for :mod:`clarify.judge`).
     """
     backend = settings.get("backend", "gold")
     if cache_path is False:
         cache_path = ""
     if backend == "gold":
-        return GoldTeacher(settings, cache_path)
+        return GoldTeacher(settings, cache_path, role)
     if backend == "openai":
-        return OpenAITeacher(settings, cache_path)
+        return OpenAITeacher(settings, cache_path, role)
     if backend == "hf":
-        return HFTeacher(settings, cache_path)
-    raise InputError(f"teacher.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        return HFTeacher(settings, cache_path, role)
+    raise InputError(f"{role}.backend: {backend!r} is not one of {', '.join(BACKENDS)}")

@@ -87,3 +87,28 @@ def phase_c_settings(loss=None):
     if loss:
         settings["schedule"] = [{"beta": epoch["beta"], "loss": loss} for epoch in settings["schedule"]]
     return settings
+
+
+# Validation experiments: which models are attributed and which pairs the judge compares.
+def _known_models(names, key):
+    unknown = [name for name in names if name not in ADAPTERS]
+    if unknown:
+        raise WorkflowError(f"config key {key}: unknown model {unknown[0]!r} (scored models: {', '.join(SCORED_MODELS)})")
+    return list(names)
+
+
+ATTRIBUTED_MODELS = _known_models(config["attribution"]["models"] or SCORED_MODELS, "attribution.models")
+JUDGE_ON = config["judge"]["backend"] != "none"
+JUDGE_PAIRS = [_known_models(pair, "judge.pairs") for pair in config["judge"]["pairs"]]
+for _pair in JUDGE_PAIRS:
+    if _pair[0] == _pair[1]:
+        raise WorkflowError(f"config key judge.pairs: {_pair} compares a model with itself")
+
+
+def judge_inputs(wildcards):
+    models = sorted({model for pair in JUDGE_PAIRS for model in pair})
+    inputs = {f"drafts_{model}": f"results/scores/{model}/draft.parquet" for model in models}
+    inputs["questions"] = f"data/splits/{config['eval']['split']}.jsonl"
+    if config["judge"]["backend"] == "hf" and config["judge"]["model"] == "student":
+        inputs["student"] = "models/student"
+    return inputs

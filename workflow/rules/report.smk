@@ -19,10 +19,15 @@ rule report:
         dpo_rounds=expand("models/dpo_phaseC/round{round}", round=range(1, ROUNDS + 1)),
         loss_variants=expand("models/dpo_phaseC/compare_{loss}", loss=config["phase_c"]["compare_losses"]),
         scores=score_files(),
+        ablations=rules.ablation_table.output.table,
+        attribution=rules.attribution_table.output.table,
+        **({"judge_summary": rules.judge.output.summary, "judge_verdicts": rules.judge.output.verdicts} if JUDGE_ON else {}),
     output:
-        report="results/report.md",
-        training_curves="results/figures/training_curves.png",
-        dpo_curves="results/figures/dpo_curves.png",
+        report=report("results/report.md", caption="../report/report.rst", category="1. Report"),
+        training_curves=report("results/figures/training_curves.png", caption="../report/training_curves.rst", category="2. Training"),
+        dpo_curves=report("results/figures/dpo_curves.png", caption="../report/dpo_curves.rst", category="2. Training"),
+        ablations=report("results/figures/ablations.png", caption="../report/ablations.rst", category="3. Validation"),
+        attribution=report("results/figures/attribution.png", caption="../report/attribution.rst", category="3. Validation"),
     params:
         report=config["report"],
         config={key: value for key, value in config.items() if key != "resources"},

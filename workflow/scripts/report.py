@@ -8,7 +8,7 @@ from clarify.io import atomic_path, write_text
 from clarify.logs import setup_logging
 from clarify.report import build_report
 
-FIGURES = ("training_curves", "dpo_curves")
+FIGURES = ("training_curves", "dpo_curves", "ablations", "attribution")
 
 
 @one_line_errors
@@ -31,6 +31,11 @@ def main(smk):
             dpo_rounds=list(inp.dpo_rounds),
             loss_variants=list(inp.loss_variants),
             score_files=list(inp.scores),
+            ablations=inp.ablations,
+            attribution=inp.attribution,
+            judge_summary=inp.get("judge_summary"),
+            judge_verdicts=inp.get("judge_verdicts"),
+            benchmark_dir="logs/benchmarks",
             config=smk.params.config,
             figures=figures,
             figure_links={name: os.path.relpath(smk.output[name], report_dir) for name in FIGURES},

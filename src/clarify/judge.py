@@ -1,0 +1,228 @@
+"""An LLM judge of the clarifying sub-questions in two models' drafts (pairwise, both orders).
+
+For each question the judge sees the yes/no question and two sets of sub-questions, shown as
+"Set 1" and "Set 2" (never the model names, never the gold answer), and says which set would
+help more to answer the question correctly, ending its reply with ``Verdict: 1``,
+``Verdict: 2`` or ``Verdict: tie``. Every question is judged twice, once with model A's set
+first (order ``ab``) and once with model B's first (order ``ba``), and the two verdicts are
+combined, so a judge that always prefers one position gives a tie rather than a win:
+
+* each order scores 1 for A, 0.5 for a tie or an unreadable reply, 0 for B;
+* a question's ``score_a`` is the mean of its two orders; the outcome is ``"a"`` above 0.5,
+  ``"b"`` below, ``"tie"`` at 0.5;
+* ``position_flip`` marks questions where the judge picked the same position both times (and
+  so named a different model each time).
+
+The judge is a :class:`clarify.teacher.Teacher` client built with ``role="judge"``
+(:func:`make_judge`): its calls go through the SQLite call cache (a rerun pays nothing) and
+count against the judge's own spend caps (``judge.max_total_tokens``, ``judge.max_cost_usd``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .stats import bootstrap_mean_ci
+from .teacher import Request, Teacher, make_teacher
+
+BACKENDS = ("openai", "hf")
+ORDERS = ("ab", "ba")
+VERDICTS = ("a", "b", "tie", "invalid", "skipped")
+SCORE = {"a": 1.0, "tie": 0.5, "invalid": 0.5, "skipped": 0.5, "b": 0.0}
+TEXT_CHARS = 500  # raw judge replies kept in the frame (truncated)
+
+_INSTRUCTIONS = (
+    "You are judging clarifying sub-questions. A student who must answer the yes/no question "
+    "below first wrote some sub-questions to clarify what the answer depends on. Two students "
+    "wrote the two sets of sub-questions shown. Decide which set would help more to answer the "
+    "yes/no question correctly. Consider:\n"
+    "- relevance: each sub-question asks about something the answer actually depends on;\n"
+    "- sufficiency: answering the sub-questions would settle the yes/no question;\n"
+    "- no redundancy: no repeated or useless sub-questions.\n"
+    "The order of the sets and their length say nothing about their quality. "
+    "Do not answer the yes/no question itself. Give at most two sentences of justification, "
+    "then end your reply with exactly one line: \"Verdict: 1\" if Set 1 is better, "
+    "\"Verdict: 2\" if Set 2 is better, or \"Verdict: tie\" if they are equally helpful."
+)
+
+
+def _clean(questions) -> list[str]:
+    return [" ".join(str(q).split()) for q in (questions or []) if str(q).strip()]
+
+
+def _format_set(questions: list[str]) -> str:
+    questions = _clean(questions)
+    if not questions:
+        return "(none)"
+    return "\n".join(f"- {q}" for q in questions)
+
+
+def judge_prompt(question: str, first: list[str], second: list[str]) -> str:
+    """The judge's prompt: ``first`` shown as Set 1, ``second`` as Set 2 ("(none)" if empty)."""
+    return (
+        f"{_INSTRUCTIONS}\n\n"
+        f"Yes/no question: {' '.join(str(question).split())}\n\n"
+        f"Set 1:\n{_format_set(first)}\n\n"
+        f"Set 2:\n{_format_set(second)}\n\n"
+        "Which set helps more? End with \"Verdict: 1\", \"Verdict: 2\" or \"Verdict: tie\"."
+    )
+
+
+# --- parsing the reply -------------------------------------------------------------------------
+
+_VERDICT_LINE = re.compile(r"^[\s>#*_`-]*(?:(?:final|my|overall)\s+)?verdict[\s*_`]*[:=\-][\s*_`]*(.*?)\s*$",
+                           re.IGNORECASE | re.MULTILINE)
+# "1", "Set 1", "set 2." but not a template echo like "1, 2 or tie" / "1/2/tie"
+_SET = re.compile(r"(?:set\s*)?([12])\b(?!\s*(?:[,/|]|or\b|and\b))", re.IGNORECASE)
+_TIE = re.compile(r"(?:(?:it\s*'?\s*s\s+)?a\s+)?(tie|tied|equal|equally)\b(?!\s*(?:[,/|]|or\b))", re.IGNORECASE)
+
+
+def _value(text: str) -> str:
+    """A verdict value with markdown, brackets and quotes removed."""
+    return re.sub(r"[*_`\"'\[\]()]", "", text).strip()
+
+
+def _read(value: str, whole: bool) -> str:
+    value = _value(value)
+    if whole:  # a bare reply must be nothing but the verdict
+        value = value.rstrip(".!")
+        match = _SET.fullmatch(value) or _TIE.fullmatch(value)
+    else:
+        match = _SET.match(value) or _TIE.match(value)
+    if match is None:
+        return "invalid"
+    token = match.group(1).lower()
+    return {"1": "first", "2": "second"}.get(token, "tie")
+
+
+def parse_verdict(text: str | None) -> str:
+    """``"first"``, ``"second"``, ``"tie"`` or ``"invalid"``.
+
+    The last ``Verdict:`` line decides (any case, markdown tolerated; ``1``, ``Set 1``, ``2``,
+    ``tie``, ``equal``); a reply with no such line parses only if it is a bare verdict
+    (``"1"``, ``"Set 2."``, ``"tie"``).
+    """
+    text = text or ""
+    lines = _VERDICT_LINE.findall(text)
+    if lines:
+        return _read(lines[-1], whole=False)
+    return _read(text.strip(), whole=True)
+
+
+# --- judging pairs -----------------------------------------------------------------------------
+
+def _to_model(verdict: str, order: str) -> str:
+    """A positional verdict mapped back to the model: order "ab" shows A as Set 1."""
+    if verdict in ("first", "second"):
+        return order[0] if verdict == "first" else order[1]
+    return verdict  # "tie" / "invalid"
+
+
+def _outcome(score: float) -> str:
+    return "a" if score > 0.5 else "b" if score < 0.5 else "tie"
+
+
+def judge_pairs(judge: Teacher, items: list[dict], progress: bool = True) -> pd.DataFrame:
+    """Judge model A's sub-questions against model B's for each item, in both orders.
+
+    ``items`` are dicts with ``qid``, ``question``, ``questions_a`` and ``questions_b`` (lists
+    of strings). Two requests per item (``kind="judge"``, sample 0); an item where both lists
+    are empty makes no call and is a tie with reason ``"no_questions"``. Returns one row per
+    item: qid, verdict_ab, verdict_ba, score_a, outcome, position_flip, reason, text_ab, text_ba.
+    """
+    requests: list[Request] = []
+    slots: list[int | None] = []  # index of the item's first request, None when skipped
+    for item in items:
+        a, b = _clean(item.get("questions_a")), _clean(item.get("questions_b"))
+        if not a and not b:
+            slots.append(None)
+            continue
+        slots.append(len(requests))
+        record = {"qid": item["qid"]}
+        requests.append(Request(record=record, prompt=judge_prompt(item["question"], a, b),
+                                sample_index=0, kind="judge"))
+        requests.append(Request(record=record, prompt=judge_prompt(item["question"], b, a),
+                                sample_index=0, kind="judge"))
+    completions = judge.complete_many(requests, progress=progress) if requests else []
+
+    rows = []
+    for item, slot in zip(items, slots):
+        if slot is None:
+            rows.append({"qid": item["qid"], "verdict_ab": "skipped", "verdict_ba": "skipped", "score_a": 0.5,
+                         "outcome": "tie", "position_flip": False, "reason": "no_questions",
+                         "text_ab": "", "text_ba": "", "prompt_tokens": 0, "completion_tokens": 0,
+                         "cost_usd": 0.0})
+            continue
+        pair = completions[slot:slot + 2]
+        texts = [pair[0].text or "", pair[1].text or ""]
+        verdicts = [_to_model(parse_verdict(text), order) for text, order in zip(texts, ORDERS)]
+        score = (SCORE[verdicts[0]] + SCORE[verdicts[1]]) / 2
+        rows.append({"qid": item["qid"], "verdict_ab": verdicts[0], "verdict_ba": verdicts[1],
+                     "score_a": score, "outcome": _outcome(score),
+                     "position_flip": set(verdicts) == {"a", "b"}, "reason": "",
+                     "text_ab": texts[0][:TEXT_CHARS], "text_ba": texts[1][:TEXT_CHARS],
+                     # what the two calls cost when they were made (a cached reply reports its original call)
+                     "prompt_tokens": sum(c.prompt_tokens for c in pair),
+                     "completion_tokens": sum(c.completion_tokens for c in pair),
+                     "cost_usd": sum(c.cost_usd for c in pair)})
+    columns = ["qid", "verdict_ab", "verdict_ba", "score_a", "outcome", "position_flip", "reason",
+               "text_ab", "text_ba", "prompt_tokens", "completion_tokens", "cost_usd"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"score_a": float, "position_flip": bool})
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+def summarize(frame: pd.DataFrame, seed: int = 0, resamples: int = 10000) -> dict:
+    """Counts, A's win rate with a 95% bootstrap interval, and an exact sign test.
+
+    ``win_rate`` is the mean ``score_a`` over questions (0.5 = no difference); ``invalid``
+    counts orders whose reply had no readable verdict; ``p_value`` is the two-sided exact
+    binomial (sign) test of wins_a against wins_b, ties excluded (1.0 when every question ties).
+    """
+    from scipy.stats import binomtest
+
+    n = int(len(frame))
+    outcome = frame["outcome"] if n else pd.Series([], dtype=object)
+    wins_a, wins_b = int((outcome == "a").sum()), int((outcome == "b").sum())
+    invalid = int((frame["verdict_ab"] == "invalid").sum() + (frame["verdict_ba"] == "invalid").sum()) if n else 0
+    scores = frame["score_a"].to_numpy(dtype=float) if n else np.empty(0)
+    if n:
+        win_rate = float(scores.mean())
+        ci_low, ci_high = bootstrap_mean_ci(scores, seed=seed, resamples=int(resamples))
+    else:
+        win_rate = ci_low = ci_high = float("nan")
+    decided = wins_a + wins_b
+    p_value = float(binomtest(wins_a, decided, 0.5, alternative="two-sided").pvalue) if decided else 1.0
+    return {
+        "n": n,
+        "wins_a": wins_a,
+        "wins_b": wins_b,
+        "ties": int((outcome == "tie").sum()),
+        "no_questions": int((frame["reason"] == "no_questions").sum()) if n else 0,
+        "invalid": invalid,
+        "position_flips": int(frame["position_flip"].astype(bool).sum()) if n else 0,
+        "win_rate": win_rate,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_value,
+        "seed": int(seed),
+        "resamples": int(resamples),
+    }
+
+
+# --- the client --------------------------------------------------------------------------------
+
+def make_judge(settings: dict, cache_path=None) -> Teacher:
+    """The judge client for ``settings`` (the ``teacher`` section's keys: backend, model,
+    base_url, temperature, max_tokens, concurrency, timeout_s, max_retries, cache,
+    max_total_tokens, max_cost_usd, prices). ``cache_path`` defaults to ``settings["cache"]``
+    (``False``: no cache). Backends: ``openai`` or ``hf`` (the gold teacher cannot judge)."""
+    backend = settings.get("backend")
+    if backend not in BACKENDS:
+        raise InputError(f"judge.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    return make_teacher(settings, cache_path, role="judge")

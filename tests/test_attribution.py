@@ -1,0 +1,198 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import processors
+
+from clarify import attribution, scoring
+from clarify.attribution import attribute, draft_prompt, integrated_gradients, segment_shares
+from clarify.errors import InputError
+from clarify.models import load_model, load_tokenizer, prepare_student
+from clarify.prompts import answer_prompt, draft_context, parse_draft
+from clarify.scoring import AnswerTokens, answer_tokens, score_prompts
+
+QUESTIONS = [
+    "Is the sky blue?",
+    "Could a llama birth twice during the War in Vietnam (1945-46)?",
+    "Did Aristotle use a laptop?",
+]
+CONTEXT = draft_context(parse_draft("Yes - because.\nQuestions: Is it? Why so?"))
+PROMPTS = [answer_prompt(q, CONTEXT) for q in QUESTIONS]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, tmp_path_factory):
+    """The tiny model, with a tokenizer that prepends BOS (like Llama and Gemma tokenizers do)."""
+    out = tmp_path_factory.mktemp("student")
+    manifest = prepare_student(str(tiny_model_dir), out / "hf", out / "manifest.json")
+    tokenizer = load_tokenizer(manifest["path"])
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos[0]} $A", pair=f"{bos[0]} $A $B", special_tokens=[bos])
+    assert tokenizer(PROMPTS[0])["input_ids"][0] == tokenizer.bos_token_id
+    return load_model(manifest, {"dtype": "float32"}), tokenizer
+
+
+@pytest.fixture(scope="module")
+def padded(tiny):
+    """The tiny model with a real (non-zero) pad embedding.
+
+    The tiny Llama's pad row is zero (``padding_idx``), which would make the "pad" baseline the
+    "zero" baseline; real checkpoints have a trained pad row.
+    """
+    model, tokenizer = tiny
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        row = model.get_input_embeddings().weight[tokenizer.pad_token_id]
+        row.copy_(torch.randn(row.shape, generator=torch.Generator().manual_seed(1)) * 0.02)
+    return model, tokenizer
+
+
+def brute_force_margin(model, tokenizer, prompt, tokens):
+    """log P(yes) - log P(no), each continuation teacher-forced in one unpadded pass with full logits."""
+    def logprob(continuation):
+        ids = tokenizer(prompt)["input_ids"] + list(continuation)
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        start = len(ids) - len(continuation)
+        return sum(logprobs[start + j - 1, tok].item() for j, tok in enumerate(continuation))
+    return logprob(tokens.yes) - logprob(tokens.no)
+
+
+# The zero baseline needs more steps: with every embedding scaled towards 0, the first RMSNorm
+# (eps 1e-6, embedding rms ~0.02) makes f change sharply for a < ~0.01, which 64 midpoints miss
+# (errors 3e-3..6e-2 there; 256 steps give 4e-4..1.2e-3). The pad path is smooth (~1e-5 at 64).
+@pytest.mark.parametrize("baseline, steps", [("pad", 64), ("zero", 256)])
+def test_completeness_and_margin_matches_scorer(padded, baseline, steps):
+    model, tokenizer = padded
+    scored = score_prompts(model, tokenizer, PROMPTS, batch_size=3, progress=False)
+    for prompt, (yes, no) in zip(PROMPTS, scored):
+        result = integrated_gradients(model, tokenizer, prompt, steps=steps, baseline=baseline, batch_size=64)
+        change = result["margin"] - result["baseline_margin"]
+        assert result["margin"] == pytest.approx(yes - no, abs=1e-4)
+        assert abs(change) > 1e-2, "a degenerate baseline would make completeness trivial"
+        assert result["completeness_error"] == pytest.approx(abs(result["attributions"].sum() - change))
+        assert result["completeness_error"] < 1e-2 * max(1.0, abs(change))
+        assert result["attributions"].dtype == np.float64
+        lengths = {len(result[key]) for key in ("attributions", "input_ids", "tokens", "offsets")}
+        assert lengths == {len(result["input_ids"])}
+        assert result["input_ids"] == tokenizer(prompt)["input_ids"]
+
+
+def test_pad_baseline_is_the_pad_embedding(tiny, padded):
+    pad = integrated_gradients(*padded, PROMPTS[0], steps=1, baseline="pad")
+    zero = integrated_gradients(*padded, PROMPTS[0], steps=1, baseline="zero")
+    assert abs(pad["baseline_margin"] - zero["baseline_margin"]) > 1e-2
+    # the tiny model's own pad row is zero, so there the two baselines coincide
+    pad = integrated_gradients(*tiny, PROMPTS[0], steps=1, baseline="pad")
+    zero = integrated_gradients(*tiny, PROMPTS[0], steps=1, baseline="zero")
+    assert pad["baseline_margin"] == zero["baseline_margin"]
+
+
+def test_steps_change_attributions_not_their_sum_and_special_tokens_get_zero(padded):
+    model, tokenizer = padded
+    coarse = integrated_gradients(model, tokenizer, PROMPTS[1], steps=4, batch_size=4)
+    fine = integrated_gradients(model, tokenizer, PROMPTS[1], steps=64, batch_size=64)
+    assert not np.allclose(coarse["attributions"], fine["attributions"], atol=1e-6)
+    assert coarse["margin"] == fine["margin"] and coarse["baseline_margin"] == fine["baseline_margin"]
+    change = fine["margin"] - fine["baseline_margin"]
+    for result in (coarse, fine):
+        assert result["attributions"].sum() == pytest.approx(change, abs=1e-2 * max(1.0, abs(change)))
+    assert fine["completeness_error"] < coarse["completeness_error"]
+    # Chunking the alphas does not change the result.
+    chunked = integrated_gradients(model, tokenizer, PROMPTS[1], steps=64, batch_size=5)
+    np.testing.assert_allclose(chunked["attributions"], fine["attributions"], atol=1e-5)
+    # BOS keeps its real embedding in the baseline: exactly zero attribution, offsets (0, 0).
+    assert fine["input_ids"][0] == tokenizer.bos_token_id
+    assert fine["attributions"][0] == 0.0 and fine["offsets"][0] == (0, 0)
+    assert fine["tokens"][0] == tokenizer.bos_token
+    assert np.count_nonzero(fine["attributions"][1:]) == len(fine["attributions"]) - 1
+    # Other tokens' offsets slice out their text.
+    assert "".join(fine["tokens"][1:]) == PROMPTS[1]
+
+
+def test_multi_token_answers_are_teacher_forced(padded, monkeypatch):
+    model, tokenizer = padded
+    real = answer_tokens(tokenizer)
+    fake = AnswerTokens(yes=(real.yes[0], real.no[0]), no=(real.no[0], real.yes[0]))
+    monkeypatch.setattr(attribution, "answer_tokens", lambda tok, prompt=None: fake)
+    monkeypatch.setattr(scoring, "answer_tokens", lambda tok, prompt=None: fake)
+    scored = score_prompts(model, tokenizer, PROMPTS[:2], batch_size=2, progress=False)
+    for prompt, (yes, no) in zip(PROMPTS[:2], scored):
+        result = integrated_gradients(model, tokenizer, prompt, steps=64, batch_size=32)
+        expected = brute_force_margin(model, tokenizer, prompt, fake)
+        assert result["margin"] == pytest.approx(expected, abs=1e-4)
+        assert result["margin"] == pytest.approx(yes - no, abs=1e-4)
+        change = result["margin"] - result["baseline_margin"]
+        assert result["completeness_error"] < 1e-2 * max(1.0, abs(change))
+        # Only the prompt's tokens are attributed, not the teacher-forced continuation.
+        assert len(result["attributions"]) == len(tokenizer(prompt)["input_ids"])
+
+
+def test_draft_prompt_spans():
+    question = "  Is   the sky blue? "
+    prompt, spans = draft_prompt(question, "\n" + CONTEXT + "  ")
+    assert prompt == answer_prompt(question, CONTEXT)
+    assert prompt[slice(*spans["question"])] == "Is the sky blue?"
+    assert prompt[slice(*spans["draft"])] == CONTEXT
+    prompt, spans = draft_prompt(question, None)
+    assert prompt == "Question: Is the sky blue?\nAnswer:" and set(spans) == {"question"}
+    assert prompt[slice(*spans["question"])] == "Is the sky blue?"
+    assert set(draft_prompt(question, "  \n")[1]) == {"question"}
+
+
+def test_segment_shares_by_hand():
+    spans = {"question": (10, 20), "draft": (21, 30)}
+    offsets = [(0, 0), (0, 9), (9, 12), (12, 20), (20, 21), (19, 23), (25, 30), (30, 37)]
+    attributions = [5.0, 1.0, -2.0, 1.0, 0.5, -3.0, 1.5, -1.0]
+    # question: (9,12) 2 + (12,20) 1 + (19,23) 3 (overlaps both; question comes first) = 6
+    # draft: (25,30) 1.5; template: BOS 5 + 1 + newline 0.5 + 1 = 7.5; total 15
+    shares = segment_shares(offsets, attributions, spans)
+    assert shares == pytest.approx({"question": 6 / 15, "draft": 1.5 / 15, "template": 7.5 / 15})
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # "first by position", not by dict order
+    reordered = segment_shares(offsets, attributions, {"draft": (21, 30), "question": (10, 20)})
+    assert reordered == pytest.approx(shares)
+    assert segment_shares(offsets, np.zeros(len(offsets)), spans) == {"question": 0.0, "draft": 0.0, "template": 0.0}
+
+
+def test_bad_settings_raise_input_error(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(InputError, match="baseline"):
+        integrated_gradients(model, tokenizer, PROMPTS[0], baseline="mean")
+    with pytest.raises(InputError, match="steps"):
+        integrated_gradients(model, tokenizer, PROMPTS[0], steps=0)
+
+
+def test_slow_tokenizer_is_refused(tiny):
+    model, tokenizer = tiny
+
+    class Slow:
+        is_fast = False
+
+    with pytest.raises(InputError, match="fast tokenizer"):
+        integrated_gradients(model, Slow(), PROMPTS[0])
+
+
+def test_attribute_frame(tiny):
+    model, tokenizer = tiny
+    records = [{"qid": f"q{i}", "question": q, "answer": i % 2 == 0} for i, q in enumerate(QUESTIONS)]
+    contexts = [CONTEXT, None, CONTEXT]
+    frame = attribute(model, tokenizer, records, contexts, steps=16, batch_size=16, progress=False)
+    assert list(frame.columns) == [
+        "qid", "gold", "n_tokens", "question_tokens", "draft_tokens", "margin", "baseline_margin",
+        "attribution_sum", "completeness_error", "relative_error", "draft_share", "question_share",
+        "template_share", "top_tokens"]
+    assert list(frame["qid"]) == ["q0", "q1", "q2"] and list(frame["gold"]) == [True, False, True]
+    shares = frame[["draft_share", "question_share", "template_share"]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0)
+    assert frame.loc[1, "draft_tokens"] == 0 and frame.loc[1, "draft_share"] == 0.0
+    assert (frame.loc[[0, 2], "draft_tokens"] > 0).all() and (frame["question_tokens"] > 0).all()
+    assert (frame["question_tokens"] + frame["draft_tokens"] < frame["n_tokens"]).all()
+    scored = score_prompts(model, tokenizer, [answer_prompt(q, c) for q, c in zip(QUESTIONS, contexts)],
+                           progress=False)
+    np.testing.assert_allclose(frame["margin"], scored[:, 0] - scored[:, 1], atol=1e-4)
+    change = (frame["margin"] - frame["baseline_margin"]).abs().clip(lower=1e-6)
+    np.testing.assert_allclose(frame["relative_error"], frame["completeness_error"] / change)
+    assert all(top.count("(") == 5 for top in frame["top_tokens"])

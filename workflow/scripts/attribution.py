@@ -1,0 +1,47 @@
+"""Rule attribution: integrated gradients of one model's answer-slot margin on its draft-mode prompts."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from clarify.attribution import attribute
+from clarify.drafts import draft_from_raw
+from clarify.errors import one_line_errors
+from clarify.io import atomic_path, read_jsonl
+from clarify.logs import setup_logging
+from clarify.models import load_model, load_tokenizer, read_manifest
+from clarify.prompts import draft_context
+
+
+@one_line_errors
+def main(smk):
+    setup_logging(smk.log[0])
+    log = logging.getLogger("clarify.attribution")
+    torch.set_num_threads(smk.threads)
+    settings = smk.params.attribution
+    questions = sorted(read_jsonl(smk.input.questions), key=lambda r: r["qid"])
+    if smk.params.eval["max_questions"]:
+        questions = questions[: smk.params.eval["max_questions"]]
+    drafts = pd.read_parquet(smk.input.drafts).set_index("qid")
+    # The same seeded subset for every model, so per-model shares are paired.
+    rng = np.random.default_rng(settings["seed"])
+    picked = sorted(rng.choice(len(questions), size=min(settings["max_questions"], len(questions)), replace=False))
+    records = [questions[i] for i in picked]
+    contexts = [draft_context(draft_from_raw(drafts.loc[r["qid"], "generated"])) for r in records]
+    manifest = read_manifest(Path(smk.input.student) / "manifest.json")
+    tokenizer = load_tokenizer(manifest["path"])
+    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
+    frame = attribute(model, tokenizer, records, contexts, steps=settings["steps"], baseline=settings["baseline"],
+                      batch_size=settings["batch_size"])
+    frame.insert(0, "model", smk.wildcards.model)
+    log.info("%s: %d questions, mean draft share %.3f, question share %.3f; completeness error max %.2e, "
+             "mean relative %.2e", smk.wildcards.model, len(frame), frame["draft_share"].mean(),
+             frame["question_share"].mean(), frame["completeness_error"].max(), frame["relative_error"].mean())
+    with atomic_path(smk.output.table) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+main(snakemake)  # noqa: F821
