@@ -33,7 +33,9 @@ def main(smk):
     contexts = [draft_context(draft_from_raw(drafts.loc[r["qid"], "generated"])) for r in records]
     manifest = read_manifest(Path(smk.input.student) / "manifest.json")
     tokenizer = load_tokenizer(manifest["path"])
-    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
+    # Gradients along the path need float32: in bf16 the completeness error swamps the margin.
+    student = {**smk.params.student, "dtype": "float32"}
+    model = load_model(manifest, student, smk.params.quantization, adapter=smk.input.get("adapter"))
     frame = attribute(model, tokenizer, records, contexts, steps=settings["steps"], baseline=settings["baseline"],
                       batch_size=settings["batch_size"])
     frame.insert(0, "model", smk.wildcards.model)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run the whole DAG of config/qwen1.5b_gpu.yaml on the GPU machine (issue 8); resumable.
+# Before it: the GGUF assembled at /tmp/q/qwen.gguf by tools/device/put_chunk.sh (one call per chunk),
+# .whl/ (wheels of what the machine lacks) and .data/ (strategyqa_train.json) carried.
+#   bash tools/device/run_dag.sh [seconds]   stops cleanly after that many seconds (default 540);
+#                                            call again to resume where it stopped.
+# Writes $OUT/results.tgz (report, figures, tables, logs, benchmarks) and $OUT/versions.txt.
+set -uo pipefail
+GGUF=/tmp/q/qwen.gguf
+SHA=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+if [ ! -f /tmp/site/.installed ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && touch /tmp/site/.installed || exit 1
+fi
+export PYTHONPATH="$PWD/src:/tmp/site" PATH="/tmp/site/bin:$PATH" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+if [ ! -f /tmp/q/.verified ]; then
+  echo "$SHA  $GGUF" | sha256sum -c - && touch /tmp/q/.verified || exit 1
+fi
+mkdir -p /tmp/data
+# -p keeps the mtime: a fresh copy on every call would make Snakemake rerun the whole DAG
+[ -f /tmp/data/strategyqa_train.json ] || cp -p .data/strategyqa_train.json /tmp/data/
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+{
+  python3 -c "import sys, torch, transformers, trl, peft, datasets, snakemake, tokenizers; print('python', sys.version.split()[0]); [print(m.__name__, m.__version__) for m in (torch, transformers, trl, peft, datasets, snakemake, tokenizers)]; print('gpu', torch.cuda.get_device_name(0))"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+} > "$OUT/versions.txt" 2>&1
+start=$(date +%s)
+timeout -s INT "${1:-540}" python3 -m snakemake results/report.md --cores 16 --keep-going --rerun-incomplete \
+  --configfile config.yaml config/qwen1.5b_gpu.yaml \
+  --config data='{source: /tmp/data/strategyqa_train.json}' student="{model: $GGUF, dtype: bfloat16}" \
+  > "$OUT/snakemake.log" 2>&1
+rc=$?
+echo "snakemake exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/snakemake.log"
+grep -E "^\[|rule |Error|error|steps \(|done" "$OUT/snakemake.log" | tail -40
+tar czf "$OUT/results.tgz" results logs models/student/manifest.json data/teacher_accounting.csv \
+  $(ls models/*/training_log.json models/dpo_phaseC/*/dpo_log.json 2>/dev/null) 2>/dev/null
+exit $rc
