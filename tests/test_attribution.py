@@ -196,3 +196,18 @@ def test_attribute_frame(tiny):
     change = (frame["margin"] - frame["baseline_margin"]).abs().clip(lower=1e-6)
     np.testing.assert_allclose(frame["relative_error"], frame["completeness_error"] / change)
     assert all(top.count("(") == 5 for top in frame["top_tokens"])
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_middle"])
+def test_path_points_are_a_quadrature_of_the_unit_interval(method):
+    from clarify.attribution import path_points
+
+    for steps in (1, 7, 50):
+        points, weights = path_points(steps, method)
+        assert len(points) == len(weights) == steps
+        assert np.all((points > 0) & (points < 1)) and weights.sum() == pytest.approx(1.0)
+        # exact for x^2 once there are enough points (Gauss-Legendre: 2 points; midpoint: approximately)
+        if steps >= 2:
+            assert (weights * points ** 2).sum() == pytest.approx(1 / 3, abs=0.1 / steps ** 2)
+    with pytest.raises(InputError, match="attribution.method"):
+        path_points(4, "trapezoid")

@@ -103,12 +103,12 @@ def test_judge_numbers_come_from_its_summary_and_no_judge_is_said_plainly(artifa
 
 def test_attribution_section_restates_the_csv(artifacts):
     *_, attribution = artifacts
-    text = attribution_section(attribution, {"steps": 50, "baseline": "pad"}, "figures/attribution.png", display_name)
+    text = attribution_section(attribution, {"steps": 50, "baseline": "pad", "method": "gausslegendre"}, "figures/attribution.png", display_name)
     row = next(line for line in text.splitlines() if line.startswith("| Phase C (DPO)"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "4" and cells[2] == "20.0" and cells[3].startswith("20.0% [")
     assert cells[4] == "45.0%" and cells[5] == "35.0%" and cells[6] == "2.00e-04"
-    assert "50 midpoint steps from a pad baseline" in text and "![attribution shares](figures/attribution.png)" in text
+    assert "50 gausslegendre points from a pad baseline" in text and "![attribution shares](figures/attribution.png)" in text
 
 
 def test_walltime_reads_the_benchmark_files(tmp_path):

@@ -12,12 +12,16 @@ This module is the one place the attribution is defined:
   passed as ``inputs_embeds``). The baseline ``B`` is, per position, the pad token's embedding
   (``baseline="pad"``) or zeros (``baseline="zero"``); special tokens (BOS, ...) keep their
   real embedding in ``B``, so their attribution is exactly 0.
-* With ``E_a = B + a (E - B)`` and midpoint alphas ``a_k = (k + 0.5) / steps``,
-  ``attribution_i = sum_d (E - B)_{i,d} * mean_k dF/dE_{a_k}[i, d]``.
+* With ``E_a = B + a (E - B)`` and quadrature points ``a_k`` with weights ``w_k`` on [0, 1]
+  (Gauss-Legendre by default, as Captum; or midpoints ``(k + 0.5) / steps`` with equal weights),
+  ``attribution_i = sum_d (E - B)_{i,d} * sum_k w_k dF/dE_{a_k}[i, d]``.
 * ``completeness_error = |sum_i attribution_i - (f(E) - f(B))|``; it shrinks as ``steps`` grows.
 
 Near an all-zero input the first RMSNorm makes ``f`` change steeply for small ``a``, so the
-"zero" baseline needs many more steps than "pad" to converge; check ``relative_error``.
+"zero" baseline needs many more steps than "pad" to converge; check ``relative_error``. Real
+models need more points than tiny ones: on Gemma-3-270M one question's error against a margin
+difference of 38 was 44 / 7.1 / 1.2 at 32 / 128 / 512 midpoints and 26 / 2.0 at 32 / 128
+Gauss-Legendre points.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .prompts import answer_prompt, question_line
 from .scoring import answer_tokens
 
 BASELINES = ("pad", "zero")
+METHODS = ("gausslegendre", "riemann_middle")
 
 
 def _accepts_logits_to_keep(model) -> bool:
@@ -62,8 +67,18 @@ def _margins(model, embeds: torch.Tensor, tokens, continuations, keep: bool) -> 
     return summed[0] - summed[1]
 
 
+def path_points(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Alphas on [0, 1] and their quadrature weights (summing to 1)."""
+    if method == "riemann_middle":
+        return (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    raise InputError(f"attribution.method: must be one of {METHODS}, got {method!r}")
+
+
 def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baseline: str = "pad",
-                         batch_size: int = 16) -> dict:
+                         batch_size: int = 16, method: str = "gausslegendre") -> dict:
     """IG attribution of the answer-slot margin of ``prompt`` to its tokens (see module docstring).
 
     Returns ``{"input_ids", "tokens", "offsets" ((0, 0) for special tokens), "attributions"
@@ -107,14 +122,16 @@ def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baselin
             ends = _margins(model, torch.stack([real, base]), answer, continuations, keep)
         margin, baseline_margin = (float(v) for v in ends)
 
-        alphas = (torch.arange(steps, dtype=torch.float32, device=device) + 0.5) / steps
+        points, point_weights = path_points(steps, method)
+        alphas = torch.tensor(points, dtype=torch.float32, device=device)
+        weights = torch.tensor(point_weights, dtype=torch.float32, device=device)
         grad_sum = torch.zeros_like(delta)
-        for chunk in alphas.split(batch_size):
+        for chunk, chunk_weights in zip(alphas.split(batch_size), weights.split(batch_size)):
             path = (base.float() + chunk.view(-1, 1, 1) * delta).to(real.dtype).requires_grad_(True)
             values = _margins(model, path, answer, continuations, keep)
             (grad,) = torch.autograd.grad(values.sum(), path)
-            grad_sum += grad.float().sum(0)
-        attributions = (delta * grad_sum / steps).sum(-1).double().cpu().numpy()
+            grad_sum += (grad.float() * chunk_weights.view(-1, 1, 1)).sum(0)
+        attributions = (delta * grad_sum).sum(-1).double().cpu().numpy()
 
     return {
         "input_ids": ids, "tokens": tokens, "offsets": offsets, "attributions": attributions,
@@ -161,7 +178,8 @@ def _top_tokens(tokens, attributions, k: int = 5) -> str:
 
 
 def attribute(model, tokenizer, records: list[dict], contexts: list[str | None], *, steps: int = 50,
-              baseline: str = "pad", batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+              baseline: str = "pad", batch_size: int = 16, method: str = "gausslegendre",
+              progress: bool = True) -> pd.DataFrame:
     """IG attribution for each record's answer-slot prompt; one row per record (see module docstring).
 
     Columns: qid, gold, n_tokens, question_tokens, draft_tokens, margin, baseline_margin,
@@ -176,7 +194,7 @@ def attribute(model, tokenizer, records: list[dict], contexts: list[str | None],
                                 disable=not progress):
         prompt, spans = draft_prompt(record["question"], context)
         result = integrated_gradients(model, tokenizer, prompt, steps=steps, baseline=baseline,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, method=method)
         attributions = result["attributions"]
         labels = _segments(result["offsets"], spans)
         shares = segment_shares(result["offsets"], attributions, spans)

@@ -37,7 +37,7 @@ def main(smk):
     student = {**smk.params.student, "dtype": "float32"}
     model = load_model(manifest, student, smk.params.quantization, adapter=smk.input.get("adapter"))
     frame = attribute(model, tokenizer, records, contexts, steps=settings["steps"], baseline=settings["baseline"],
-                      batch_size=settings["batch_size"])
+                      batch_size=settings["batch_size"], method=settings["method"])
     frame.insert(0, "model", smk.wildcards.model)
     log.info("%s: %d questions, mean draft share %.3f, question share %.3f; completeness error max %.2e, "
              "mean relative %.2e", smk.wildcards.model, len(frame), frame["draft_share"].mean(),
