@@ -12,7 +12,8 @@ from clarify.report_validation import (attribution_section, attribution_summary,
 from clarify.stats import mcnemar
 
 TARGETS = {"phase_a_accuracy": 0.60, "phase_b_gain_pp": 7.0, "phase_c_gain_pp": 10.0, "no_draft_drop_pp": 3.0,
-           "attribution_draft_share": 0.20, "judge_win_rate": 0.60, "alpha": 0.05}
+           "attribution_draft_share": 0.20, "attribution_max_relative_error": 0.05, "judge_win_rate": 0.60,
+           "alpha": 0.05}
 MODES = {"phaseA": "direct", "phaseB": "cot", "phaseC": "cot"}
 
 
@@ -66,6 +67,10 @@ def test_executive_table_states_met_not_met_and_not_measured(artifacts):
     assert rows["Shuffled-draft ablation (Phase C)"][1] == "+1.0 pp further drop"
     assert rows["Shuffled-draft ablation (Phase C)"][2] == "not met"
     assert rows["Attribution (Phase C)"][1].startswith("20.0% [") and rows["Attribution (Phase C)"][2] == "met"
+    # The same shares from attributions that do not add up to the margin change are no measurement.
+    sloppy = attribution.assign(mean_relative_error=0.4)
+    rows = executive_rows(executive_section(frames, ablations, sloppy, None, MODES, TARGETS))
+    assert rows["Attribution (Phase C)"][2] == "not measured" and "raise attribution.steps" in rows["Attribution (Phase C)"][3]
     assert rows["Judge: sub-question quality"][1:] == ["-", "not measured", "no judge configured"]
 
 

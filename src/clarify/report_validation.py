@@ -272,8 +272,16 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         rows.append(["Attribution (Phase C)", target, "-", "not measured", "Phase C not attributed"])
     else:
         r = phase_c_attr.iloc[0]
+        tolerance = targets["attribution_max_relative_error"]
+        evidence = f"n={int(r['n'])}; completeness error {r['mean_relative_error']:.1%} of the margin change (mean)"
+        if r["mean_relative_error"] > tolerance:
+            # Attributions that do not add up to the margin change are not a measurement of it.
+            verdict = "not measured"
+            evidence += f" > {tolerance:.0%}: raise attribution.steps"
+        else:
+            verdict = status(r["draft_share"] >= targets["attribution_draft_share"])
         rows.append(["Attribution (Phase C)", target, f"{_pct(r['draft_share'])} {_ci(r['draft_low'], r['draft_high'])}",
-                     status(r["draft_share"] >= targets["attribution_draft_share"]), f"n={int(r['n'])}"])
+                     verdict, evidence])
     target = f"win-rate >= {_pct(targets['judge_win_rate'])} (Phase C vs Phase A)"
     pair = None
     if judge is not None:
