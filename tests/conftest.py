@@ -1,4 +1,5 @@
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,15 @@ def finished_run(tmp_path_factory, tiny_model_dir, shared_data):
     write_config(workdir, tiny_model_dir, shared_data)
     snakemake(workdir, "--cores", "2", "results/report.md")
     return workdir
+
+
+@pytest.fixture
+def api_key(monkeypatch, tmp_path):
+    """A distinctive fake key in the environment; the cwd is an empty folder (no .env)."""
+    key = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return key

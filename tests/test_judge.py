@@ -5,7 +5,6 @@ with canned judges, the summary statistics, and the openai backend through the f
 from __future__ import annotations
 
 import re
-import uuid
 
 import numpy as np
 import pandas as pd
@@ -241,17 +240,6 @@ def test_summarize_sign_test_edges():
 
 
 # --- make_judge and the openai backend -----------------------------------------------------
-
-@pytest.fixture
-def api_key(monkeypatch, tmp_path):
-    key = f"sk-test-{uuid.uuid4().hex}"
-    monkeypatch.setenv("OPENAI_API_KEY", key)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return key
-
 
 @pytest.fixture
 def judge_server(api_key, monkeypatch):

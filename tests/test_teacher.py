@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -34,18 +33,6 @@ def openai_settings(server: FakeOpenAIServer, **overrides) -> dict:
                     timeout_s=5.0, max_retries=2)
     settings.update(overrides)
     return settings
-
-
-@pytest.fixture
-def api_key(monkeypatch, tmp_path):
-    """A distinctive fake key in the environment; the cwd is an empty folder (no .env)."""
-    key = f"sk-test-{uuid.uuid4().hex}"
-    monkeypatch.setenv("OPENAI_API_KEY", key)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return key
 
 
 @pytest.fixture(scope="module")

@@ -574,3 +574,12 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def first_questions(path: str | os.PathLike, limit: int | None = None) -> list[dict]:
+    """A split file's questions in qid order, the first ``limit`` of them (None = all): the
+    questions every eval job (and the per-epoch dev check) scores."""
+    from .io import read_jsonl
+
+    records = sorted(read_jsonl(path), key=lambda r: r["qid"])
+    return records[:limit] if limit else records

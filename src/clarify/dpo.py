@@ -30,7 +30,7 @@ import torch
 from .dpo_losses import LOSSES, drop_threshold, preference_loss, sigmoid_losses
 from .errors import InputError
 from .models import load_tokenizer
-from .training import load_for_training, precision
+from .training import load_for_training, precision, trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -170,28 +170,8 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
                                  for p in pairs])
     work_dir = Path(work_dir)
     shutil.rmtree(work_dir, ignore_errors=True)
-    args = DPOConfig(
-        output_dir=str(work_dir),
-        num_train_epochs=len(schedule),
-        per_device_train_batch_size=settings["batch_size"],
-        gradient_accumulation_steps=settings["grad_accum"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        beta=schedule[0]["beta"],
-        max_length=settings["max_length"],
-        bf16=bf16,
-        fp16=False,
-        gradient_checkpointing=False,  # enabled on the model above, before PEFT wraps it
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        use_cpu=not cuda,
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
-        pad_to_multiple_of=None,
-    )
+    args = DPOConfig(**trainer_arguments(settings, work_dir, bf16=bf16, cuda=cuda, progress=progress),
+                     num_train_epochs=len(schedule), beta=schedule[0]["beta"], save_strategy="no")
     trainer_ref: dict = {}
     trainer = _trainer_class()(model=model, ref_model=None, args=args, train_dataset=dataset,
                                processing_class=tokenizer, callbacks=[_dr_callback(trainer_ref)])

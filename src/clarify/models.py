@@ -98,6 +98,12 @@ def prepare_student(spec: str, out_dir: str | Path, manifest_path: str | Path) -
     return manifest
 
 
+def load_student(student_dir: str | Path, student: dict, quantization: dict, adapter: str | None = None):
+    """``(model, tokenizer)`` of the prepared student (``prepare_student``'s folder), with ``adapter``."""
+    manifest = read_manifest(Path(student_dir) / "manifest.json")
+    return load_model(manifest, student, quantization, adapter=adapter), load_tokenizer(manifest["path"])
+
+
 def load_tokenizer(path: str, gguf_file: str | None = None):
     """Load a tokenizer, with a pad token and left padding (generation and scoring need both)."""
     from transformers import AutoTokenizer

@@ -15,6 +15,7 @@ import yaml
 from .data import class_mix
 from .drafts import draft_summary
 from .io import read_jsonl
+from .report_format import format_accuracy, format_p, markdown_table, pct  # noqa: F401 (re-exported)
 from .report_validation import (ablation_figure, ablation_section, attribution_figure, attribution_section,
                                 attribution_summary, executive_section, judge_section, load_judge,
                                 walltime_section)
@@ -33,25 +34,6 @@ def display_name(model: str) -> str:
     if model.startswith("phaseC_"):
         return f"Phase C, {model.removeprefix('phaseC_')} only"
     return MODEL_NAMES.get(model, model)
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
-def format_accuracy(acc) -> str:
-    """``56.6% [52.9, 60.3]``: accuracy with its Wilson 95% interval, in percent."""
-    return f"{100 * acc.accuracy:.1f}% [{100 * acc.ci_low:.1f}, {100 * acc.ci_high:.1f}]"
-
-
-def format_p(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def mix_row(name: str, rows: list[dict], label: str = "answer") -> list:

@@ -8,39 +8,14 @@ its numbers as they are there; the executive table restates them against the see
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
+from .report_format import format_p, interval, markdown_table, pct, pp
 from .stats import accuracy, bootstrap_mean_ci, mcnemar
 
 CONDITION_NAMES = {"draft": "own draft", "no_draft": "no draft", "shuffled_draft": "another question's draft"}
-
-
-def _pp(value: float) -> str:
-    """Signed percentage points; never "-0.0"."""
-    return f"{round(value, 1) + 0.0:+.1f} pp"
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
-def _ci(low: float, high: float) -> str:
-    return f"[{100 * low:.1f}, {100 * high:.1f}]"
-
-
-def _p(p: float) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _pyplot():
@@ -81,16 +56,16 @@ def ablation_section(table: pd.DataFrame, figure: str | None, display) -> str:
     rows = []
     for _, r in table.iterrows():
         paired = "-" if r["condition"] == "draft" else (
-            f"{_pp(r['diff_vs_draft_pp'])} ({int(r['draft_only_right'])}/{int(r['condition_only_right'])}), "
-            f"p={_p(r['p_value'])}")
+            f"{pp(r['diff_vs_draft_pp'])} ({int(r['draft_only_right'])}/{int(r['condition_only_right'])}), "
+            f"p={format_p(r['p_value'])}")
         rows.append([display(r["model"]), CONDITION_NAMES[r["condition"]], int(r["n"]),
-                     f"{_pct(r['accuracy'])} {_ci(r['ci_low'], r['ci_high'])}", _pct(r["predicted_yes"]), paired])
+                     f"{pct(r['accuracy'])} {interval(r['ci_low'], r['ci_high'])}", pct(r["predicted_yes"]), paired])
     criteria = []
     for model, rows_of in table.groupby("model", sort=False):
         first = rows_of.iloc[0]
         shuffled = rows_of[rows_of["condition"] == "shuffled_draft"].iloc[0]
-        criteria.append([display(model), _pp(first['no_draft_drop_pp']), _yes_no(first["no_draft_drop_met"]),
-                         f"{_pp(-shuffled['diff_vs_no_draft_pp'])}, p={_p(shuffled['p_vs_no_draft'])}",
+        criteria.append([display(model), pp(first['no_draft_drop_pp']), _yes_no(first["no_draft_drop_met"]),
+                         f"{pp(-shuffled['diff_vs_no_draft_pp'])}, p={format_p(shuffled['p_vs_no_draft'])}",
                          _yes_no(first["shuffled_drop_further_met"])])
     lines = [
         "## Draft ablations",
@@ -101,12 +76,12 @@ def ablation_section(table: pd.DataFrame, figure: str | None, display) -> str:
         "(questions only the own draft got right / only this condition got right) and its exact McNemar p-value. "
         "Source: `results/ablations.csv`.",
         "",
-        _table(["model", "context", "n", "accuracy [95% CI]", "predicted yes", "vs own draft"], rows),
+        markdown_table(["model", "context", "n", "accuracy [95% CI]", "predicted yes", "vs own draft"], rows),
         "",
         "The seed's criteria: the own draft beats no draft by at least the target with McNemar p below alpha; "
         "another question's draft is worse still than no draft (paired, p below alpha).",
         "",
-        _table(["model", "drop without draft", "drop >= target, significant", "further drop with a wrong draft",
+        markdown_table(["model", "drop without draft", "drop >= target, significant", "further drop with a wrong draft",
                 "further drop significant"], criteria),
     ]
     if figure:
@@ -148,8 +123,8 @@ def attribution_figure(summary: pd.DataFrame, out_path: str | Path) -> None:
 
 def attribution_section(summary: pd.DataFrame, settings: dict, figure: str | None, display) -> str:
     rows = [[display(r["model"]), int(r["n"]), f"{r['mean_draft_tokens']:.1f}",
-             f"{_pct(r['draft_share'])} {_ci(r['draft_low'], r['draft_high'])}", _pct(r["question_share"]),
-             _pct(r["template_share"]), f"{r['max_error']:.2e}", f"{r['mean_relative_error']:.2e}"]
+             f"{pct(r['draft_share'])} {interval(r['draft_low'], r['draft_high'])}", pct(r["question_share"]),
+             pct(r["template_share"]), f"{r['max_error']:.2e}", f"{r['mean_relative_error']:.2e}"]
             for _, r in summary.iterrows()]
     lines = [
         "## Attribution: integrated gradients",
@@ -162,7 +137,7 @@ def attribution_section(summary: pd.DataFrame, settings: dict, figure: str | Non
         "Completeness error: |sum of attributions - (margin - baseline margin)| per question (max, and mean relative "
         "to the margin difference). Source: `results/attribution.csv`.",
         "",
-        _table(["model", "questions", "draft tokens (mean)", "draft share [95% CI]", "question share",
+        markdown_table(["model", "questions", "draft tokens (mean)", "draft share [95% CI]", "question share",
                 "template share", "completeness error (max)", "relative error (mean)"], rows),
     ]
     if figure:
@@ -181,8 +156,8 @@ def judge_section(summary: dict | None, verdicts: pd.DataFrame | None, display) 
     for pair in summary["pairs"]:
         rows.append([f"{display(pair['model_a'])} vs {display(pair['model_b'])}", pair["n"], pair["wins_a"],
                      pair["wins_b"], pair["ties"], pair.get("no_questions", "-"), pair["position_flips"],
-                     pair["invalid"], f"{_pct(pair['win_rate'])} {_ci(pair['ci_low'], pair['ci_high'])}",
-                     _p(pair["p_value"])])
+                     pair["invalid"], f"{pct(pair['win_rate'])} {interval(pair['ci_low'], pair['ci_high'])}",
+                     format_p(pair["p_value"])])
     spend = summary.get("spend_this_run", {})
     made = spend.get("requests_made", 0)
     lines = [
@@ -194,7 +169,7 @@ def judge_section(summary: dict | None, verdicts: pd.DataFrame | None, display) 
         "of the first model with a bootstrap interval over questions; p-value: exact sign test on wins vs losses. "
         "Questions where neither draft has a sub-question are ties without a call. Source: `results/judge.csv`.",
         "",
-        _table(["comparison", "questions", "first wins", "second wins", "ties", "ties: no questions",
+        markdown_table(["comparison", "questions", "first wins", "second wins", "ties", "ties: no questions",
                 "position flips", "invalid replies", "win-rate of first [95% CI]", "p-value"], rows),
         "",
         f"Judge spend this run: {made} calls made, {spend.get('cache_hits', 0)} from the cache, "
@@ -230,13 +205,13 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
 
     mode_a, mode_b, mode_c = modes["phaseA"], modes["phaseB"], modes["phaseC"]
     frame = frames.get(("phaseA", mode_a))
-    target = f">= {_pct(targets['phase_a_accuracy'])} ({mode_a})"
+    target = f">= {pct(targets['phase_a_accuracy'])} ({mode_a})"
     if frame is None:
         rows.append(["Phase A (answer-only SFT)", target, "-", "not measured", f"no {mode_a}-mode scores"])
     else:
         acc = accuracy(frame["correct"])
         rows.append(["Phase A (answer-only SFT)", target,
-                     f"{_pct(acc.accuracy)} {_ci(acc.ci_low, acc.ci_high)}",
+                     f"{pct(acc.accuracy)} {interval(acc.ci_low, acc.ci_high)}",
                      status(acc.accuracy >= targets["phase_a_accuracy"]), f"n={acc.n}"])
     for phase, mode, key, label in [("phaseB", mode_b, "phase_b_gain_pp", "Phase B (CoT distillation)"),
                                     ("phaseC", mode_c, "phase_c_gain_pp", "Phase C (DPO)")]:
@@ -248,10 +223,10 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         diff, p = result
         acc = accuracy(frames[(phase, mode)]["correct"])
         ok = diff >= targets[key] and p < alpha
-        note = f"McNemar p={_p(p)}"
+        note = f"McNemar p={format_p(p)}"
         if diff >= targets[key] and not ok:
             note += f" (not significant at {alpha})"
-        rows.append([label, target, f"{_pp(diff)} ({_pct(acc.accuracy)} {_ci(acc.ci_low, acc.ci_high)})",
+        rows.append([label, target, f"{pp(diff)} ({pct(acc.accuracy)} {interval(acc.ci_low, acc.ci_high)})",
                      status(ok), note])
     phase_c_ablation = None if ablations is None else ablations[ablations["model"] == "phaseC"]
     if phase_c_ablation is None or phase_c_ablation.empty:
@@ -262,12 +237,12 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         no = phase_c_ablation[phase_c_ablation["condition"] == "no_draft"].iloc[0]
         sh = phase_c_ablation[phase_c_ablation["condition"] == "shuffled_draft"].iloc[0]
         rows.append(["No-draft ablation (Phase C)", f">= {targets['no_draft_drop_pp']:.0f} pp drop (draft mode)",
-                     f"{_pp(no['no_draft_drop_pp'])} drop", status(no["no_draft_drop_met"]),
-                     f"McNemar p={_p(no['p_value'])}"])
-        rows.append(["Shuffled-draft ablation (Phase C)", "below no-draft", f"{_pp(-sh['diff_vs_no_draft_pp'])} further drop",
-                     status(sh["shuffled_drop_further_met"]), f"McNemar p={_p(sh['p_vs_no_draft'])}"])
+                     f"{pp(no['no_draft_drop_pp'])} drop", status(no["no_draft_drop_met"]),
+                     f"McNemar p={format_p(no['p_value'])}"])
+        rows.append(["Shuffled-draft ablation (Phase C)", "below no-draft", f"{pp(-sh['diff_vs_no_draft_pp'])} further drop",
+                     status(sh["shuffled_drop_further_met"]), f"McNemar p={format_p(sh['p_vs_no_draft'])}"])
     phase_c_attr = None if attribution is None else attribution[attribution["model"] == "phaseC"]
-    target = f">= {_pct(targets['attribution_draft_share'])} on draft tokens"
+    target = f">= {pct(targets['attribution_draft_share'])} on draft tokens"
     if phase_c_attr is None or phase_c_attr.empty:
         rows.append(["Attribution (Phase C)", target, "-", "not measured", "Phase C not attributed"])
     else:
@@ -280,9 +255,9 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
             evidence += f" > {tolerance:.0%}: raise attribution.steps"
         else:
             verdict = status(r["draft_share"] >= targets["attribution_draft_share"])
-        rows.append(["Attribution (Phase C)", target, f"{_pct(r['draft_share'])} {_ci(r['draft_low'], r['draft_high'])}",
+        rows.append(["Attribution (Phase C)", target, f"{pct(r['draft_share'])} {interval(r['draft_low'], r['draft_high'])}",
                      verdict, evidence])
-    target = f"win-rate >= {_pct(targets['judge_win_rate'])} (Phase C vs Phase A)"
+    target = f"win-rate >= {pct(targets['judge_win_rate'])} (Phase C vs Phase A)"
     pair = None
     if judge is not None:
         pair = next((p for p in judge["pairs"] if (p["model_a"], p["model_b"]) == ("phaseC", "phaseA")), None)
@@ -292,8 +267,8 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
     else:
         ok = pair["win_rate"] >= targets["judge_win_rate"] and pair["p_value"] < alpha
         rows.append(["Judge: sub-question quality", target,
-                     f"{_pct(pair['win_rate'])} {_ci(pair['ci_low'], pair['ci_high'])}", status(ok),
-                     f"{judge['backend']}/{judge['model']}; sign test p={_p(pair['p_value'])}; "
+                     f"{pct(pair['win_rate'])} {interval(pair['ci_low'], pair['ci_high'])}", status(ok),
+                     f"{judge['backend']}/{judge['model']}; sign test p={format_p(pair['p_value'])}; "
                      f"{pair.get('no_questions', 0)} of {pair['n']} questions without sub-questions on either side"])
     return "\n".join([
         "## Executive summary",
@@ -302,7 +277,7 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         f"target and the paired test agrees (p < {alpha}); intervals are 95%. Every number is restated from the "
         "sections below.",
         "",
-        _table(["goal", "target", "actual [95% CI]", "status", "evidence"], rows),
+        markdown_table(["goal", "target", "actual [95% CI]", "status", "evidence"], rows),
     ])
 
 
@@ -326,7 +301,7 @@ def walltime_section(benchmark_dir: str | Path) -> str:
         f"From Snakemake's `benchmark:` files (`logs/benchmarks/`), as they were when this report was rendered; a "
         f"job that did not rerun keeps the time of its last run. Sum: {total:.0f} s.",
         "",
-        _table(["job", "wall time (s)", "max RSS (MB)"], rows),
+        markdown_table(["job", "wall time (s)", "max RSS (MB)"], rows),
     ])
 
 

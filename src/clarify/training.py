@@ -198,6 +198,29 @@ def _dev_callback(tokenizer, dev_records, eval_settings, mode, patience, best_di
     return DevCheck()
 
 
+def trainer_arguments(settings: dict, output_dir: str | Path, *, bf16: bool, cuda: bool, progress: bool) -> dict:
+    """The TRL config arguments every phase (SFT and DPO) sets the same way, from its settings."""
+    return dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings["batch_size"],
+        gradient_accumulation_steps=settings["grad_accum"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        max_length=settings["max_length"],
+        pad_to_multiple_of=None,
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=False,  # enabled on the model before PEFT wraps it (build_peft_model)
+        logging_steps=1,
+        report_to=[],
+        seed=settings["seed"],
+        data_seed=settings["seed"],
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+    )
+
+
 def sft_config(settings: dict, checkpoint_dir: str | Path, steps_per_epoch: int, *, bf16: bool, cuda: bool,
                progress: bool = True, **overrides):
     """TRL's ``SFTConfig`` for a phase's settings: every TRL default we rely on is set explicitly.
@@ -207,32 +230,16 @@ def sft_config(settings: dict, checkpoint_dir: str | Path, steps_per_epoch: int,
     from trl import SFTConfig
 
     arguments = dict(
-        output_dir=str(checkpoint_dir),
+        trainer_arguments(settings, checkpoint_dir, bf16=bf16, cuda=cuda, progress=progress),
         num_train_epochs=settings["epochs"],
-        per_device_train_batch_size=settings["batch_size"],
-        gradient_accumulation_steps=settings["grad_accum"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
         warmup_steps=math.ceil(settings["warmup_ratio"] * steps_per_epoch * settings["epochs"]),
         weight_decay=settings["weight_decay"],
-        max_length=settings["max_length"],
         train_sampling_strategy="group_by_length",
-        pad_to_multiple_of=None,
         completion_only_loss=True,
         packing=False,
-        bf16=bf16,
-        fp16=False,
-        gradient_checkpointing=False,  # enabled on the model before PEFT wraps it (build_peft_model)
-        logging_steps=1,
         save_strategy="epoch",
         save_total_limit=1,
         eval_strategy="no",
-        report_to=[],
-        seed=settings["seed"],
-        data_seed=settings["seed"],
-        use_cpu=not cuda,
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
         remove_unused_columns=False,
     )
     arguments.update(overrides)

@@ -1,16 +1,16 @@
 """Rule ablation: one model's answer-slot scores with its own, no, and another question's draft."""
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from clarify.ablations import run_ablation
+from clarify.data import first_questions
 from clarify.errors import one_line_errors
-from clarify.io import atomic_path, read_jsonl
+from clarify.io import atomic_path
 from clarify.logs import setup_logging
-from clarify.models import load_model, load_tokenizer, read_manifest
+from clarify.models import load_student
 from clarify.stats import accuracy
 
 
@@ -20,13 +20,10 @@ def main(smk):
     log = logging.getLogger("clarify.ablation")
     torch.set_num_threads(smk.threads)
     settings = smk.params.eval
-    questions = sorted(read_jsonl(smk.input.questions), key=lambda r: r["qid"])
-    if settings["max_questions"]:
-        questions = questions[: settings["max_questions"]]
+    questions = first_questions(smk.input.questions, settings["max_questions"])
     drafts = pd.read_parquet(smk.input.drafts)
-    manifest = read_manifest(Path(smk.input.student) / "manifest.json")
-    tokenizer = load_tokenizer(manifest["path"])
-    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
+    model, tokenizer = load_student(smk.input.student, smk.params.student, smk.params.quantization,
+                                    adapter=smk.input.get("adapter"))
     frame = run_ablation(model, tokenizer, questions, drafts, seed=smk.params.ablations["seed"],
                          batch_size=settings["batch_size"])
     frame.attrs = {"model": smk.wildcards.model, "split": settings["split"]}

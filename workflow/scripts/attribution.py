@@ -1,18 +1,18 @@
 """Rule attribution: integrated gradients of one model's answer-slot margin on its draft-mode prompts."""
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from clarify.attribution import attribute
+from clarify.data import first_questions
 from clarify.drafts import draft_from_raw
 from clarify.errors import one_line_errors
-from clarify.io import atomic_path, read_jsonl
+from clarify.io import atomic_path
 from clarify.logs import setup_logging
-from clarify.models import load_model, load_tokenizer, read_manifest
+from clarify.models import load_student
 from clarify.prompts import draft_context
 
 
@@ -22,20 +22,17 @@ def main(smk):
     log = logging.getLogger("clarify.attribution")
     torch.set_num_threads(smk.threads)
     settings = smk.params.attribution
-    questions = sorted(read_jsonl(smk.input.questions), key=lambda r: r["qid"])
-    if smk.params.eval["max_questions"]:
-        questions = questions[: smk.params.eval["max_questions"]]
+    questions = first_questions(smk.input.questions, smk.params.eval["max_questions"])
     drafts = pd.read_parquet(smk.input.drafts).set_index("qid")
     # The same seeded subset for every model, so per-model shares are paired.
     rng = np.random.default_rng(settings["seed"])
     picked = sorted(rng.choice(len(questions), size=min(settings["max_questions"], len(questions)), replace=False))
     records = [questions[i] for i in picked]
     contexts = [draft_context(draft_from_raw(drafts.loc[r["qid"], "generated"])) for r in records]
-    manifest = read_manifest(Path(smk.input.student) / "manifest.json")
-    tokenizer = load_tokenizer(manifest["path"])
     # Gradients along the path need float32: in bf16 the completeness error swamps the margin.
     student = {**smk.params.student, "dtype": "float32"}
-    model = load_model(manifest, student, smk.params.quantization, adapter=smk.input.get("adapter"))
+    model, tokenizer = load_student(smk.input.student, student, smk.params.quantization,
+                                    adapter=smk.input.get("adapter"))
     frame = attribute(model, tokenizer, records, contexts, steps=settings["steps"], baseline=settings["baseline"],
                       batch_size=settings["batch_size"], method=settings["method"])
     frame.insert(0, "model", smk.wildcards.model)

@@ -1,15 +1,15 @@
 """Rule score: answer-slot scores of one model in one eval mode on the eval split."""
 
 import logging
-from pathlib import Path
 
 import torch
 
+from clarify.data import first_questions
 from clarify.errors import one_line_errors
 from clarify.evaluation import evaluate
-from clarify.io import atomic_path, read_jsonl
+from clarify.io import atomic_path
 from clarify.logs import setup_logging
-from clarify.models import load_model, load_tokenizer, read_manifest
+from clarify.models import load_student
 from clarify.scoring import answer_tokens
 from clarify.stats import accuracy
 
@@ -21,12 +21,9 @@ def main(smk):
     torch.set_num_threads(smk.threads)
     model_name, mode = smk.wildcards.model, smk.wildcards.mode
     settings = smk.params.eval
-    questions = sorted(read_jsonl(smk.input.questions), key=lambda r: r["qid"])
-    if settings["max_questions"]:
-        questions = questions[: settings["max_questions"]]
-    manifest = read_manifest(Path(smk.input.student) / "manifest.json")
-    tokenizer = load_tokenizer(manifest["path"])
-    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
+    questions = first_questions(smk.input.questions, settings["max_questions"])
+    model, tokenizer = load_student(smk.input.student, smk.params.student, smk.params.quantization,
+                                    adapter=smk.input.get("adapter"))
     tokens = answer_tokens(tokenizer)
     log.info("answer token ids: Yes=%s No=%s (%s)", list(tokens.yes), list(tokens.no),
              tokenizer.convert_ids_to_tokens(list(tokens.yes + tokens.no)))

@@ -4,7 +4,6 @@ The base student drafts for the harvest; in self-guided rounds the previous roun
 """
 
 import logging
-from pathlib import Path
 
 import torch
 
@@ -12,7 +11,7 @@ from clarify.drafts import draft_summary, generate_drafts
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl, write_jsonl
 from clarify.logs import setup_logging
-from clarify.models import load_model, load_tokenizer, read_manifest
+from clarify.models import load_student
 
 
 @one_line_errors
@@ -20,9 +19,8 @@ def main(smk):
     setup_logging(smk.log[0])
     log = logging.getLogger("clarify.student_drafts")
     torch.set_num_threads(smk.threads)
-    manifest = read_manifest(Path(smk.input.student) / "manifest.json")
-    tokenizer = load_tokenizer(manifest["path"])
-    model = load_model(manifest, smk.params.student, smk.params.quantization, adapter=smk.input.get("adapter"))
+    model, tokenizer = load_student(smk.input.student, smk.params.student, smk.params.quantization,
+                                    adapter=smk.input.get("adapter"))
     rows = generate_drafts(model, tokenizer, read_jsonl(smk.input.sample), smk.params.drafts)
     summary = draft_summary(rows)
     log.info("drafts: %(n)d, parsed %(parse_ok)d, guesses %(guess_yes)d yes / %(guess_no)d no, "

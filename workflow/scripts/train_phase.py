@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+from clarify.data import first_questions
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl
 from clarify.logs import setup_logging
@@ -16,9 +17,7 @@ def main(smk):
     setup_logging(smk.log[0])
     torch.set_num_threads(smk.threads)
     settings = smk.params.settings
-    dev = sorted(read_jsonl(smk.input.dev), key=lambda r: r["qid"])
-    if settings["dev_max_questions"]:
-        dev = dev[: settings["dev_max_questions"]]
+    dev = first_questions(smk.input.dev, settings["dev_max_questions"])
     train_phase(
         phase=smk.params.phase,
         manifest=read_manifest(Path(smk.input.student) / "manifest.json"),
