@@ -2,8 +2,11 @@
 # Run the whole DAG of config/qwen1.5b_gpu.yaml on the GPU machine (issue 8); resumable.
 # Before it: the GGUF assembled at /tmp/q/qwen.gguf by tools/device/put_chunk.sh (one call per chunk),
 # .whl/ (wheels of what the machine lacks) and .data/ (strategyqa_train.json) carried.
-#   bash tools/device/run_dag.sh [seconds]   stops cleanly after that many seconds (default 540);
-#                                            call again to resume where it stopped.
+#   bash tools/device/run_dag.sh [seconds] [before_c]
+#     stops cleanly after that many seconds (default 540); call again to resume where it stopped.
+#     before_c: only what does not depend on Phase C (Phase B and every base/A/B score, ablation and
+#     attribution), with the training chain first. Phase C is not checkpointed, so a call that ends
+#     inside it loses it: run before_c first, then the full target in the next call.
 # Writes $OUT/results.tgz (report, figures, tables, logs, benchmarks) and $OUT/versions.txt.
 set -uo pipefail
 GGUF=/tmp/q/qwen.gguf
@@ -25,8 +28,17 @@ mkdir -p "$OUT"
   python3 -c "import sys, torch, transformers, trl, peft, datasets, snakemake, tokenizers; print('python', sys.version.split()[0]); [print(m.__name__, m.__version__) for m in (torch, transformers, trl, peft, datasets, snakemake, tokenizers)]; print('gpu', torch.cuda.get_device_name(0))"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 } > "$OUT/versions.txt" 2>&1
+TARGETS=(results/report.md)
+if [ "${2:-}" = before_c ]; then
+  TARGETS=(models/cot_phaseB data/pairs.jsonl)
+  for m in base phaseA phaseB; do
+    TARGETS+=(results/scores/$m/direct.parquet results/scores/$m/draft.parquet results/scores/$m/cot.parquet
+              results/ablations/$m.parquet results/attribution/$m.csv)
+  done
+fi
 start=$(date +%s)
-timeout -s INT "${1:-540}" python3 -m snakemake results/report.md --cores 16 --keep-going --rerun-incomplete \
+timeout -s INT "${1:-540}" python3 -m snakemake "${TARGETS[@]}" --prioritize models/cot_phaseB data/pairs.jsonl \
+  --cores 16 --keep-going --rerun-incomplete \
   --configfile config.yaml config/qwen1.5b_gpu.yaml \
   --config data='{source: /tmp/data/strategyqa_train.json}' student="{model: $GGUF, dtype: bfloat16}" \
   > "$OUT/snakemake.log" 2>&1
