@@ -136,3 +136,15 @@ def test_report_settings_in_the_schema_match_the_targets_used_here():
     assert defaults["report"]["primary_modes"] == MODES
     assert defaults["judge"]["backend"] == "none" and defaults["attribution"]["steps"] == 50
     json.dumps(defaults)  # plain data: it is printed in the report's config section
+
+
+def test_skipped_nonfinite_steps_are_shown_per_phase_and_round():
+    from clarify.report import dpo_section
+
+    step = {"epoch": 1.0, "margin": 0.5, "implicit_accuracy": 1.0, "dropped_pairs": 0}
+    log = {"steps": [{**step, "margin": 0.0}, step], "schedule": [{"loss": "sigmoid", "beta": 0.1}], "pairs": 8,
+           "micro_batch_pairs": 4, "wall_time_s": 3.0}
+    clean = dpo_section([log], None)
+    skipped = dpo_section([{**log, "nonfinite_steps": [5, 6, 7, 8, 9, 12]}], None)
+    assert "| steps skipped (NaN/inf) |" in clean and "| 0 | 3 s |" in clean
+    assert "| 6 (step 5, 6, 7, 8, 9, ...) | 3 s |" in skipped

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .numerics import require_finite
 from .prompts import answer_prompt, question_line
 from .scoring import answer_tokens
 
@@ -121,6 +122,7 @@ def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baselin
         with torch.no_grad():
             ends = _margins(model, torch.stack([real, base]), answer, continuations, keep)
         margin, baseline_margin = (float(v) for v in ends)
+        require_finite([margin, baseline_margin], "attribution: the answer margin at the prompt and at the baseline")
 
         points, point_weights = path_points(steps, method)
         alphas = torch.tensor(points, dtype=torch.float32, device=device)
@@ -132,6 +134,7 @@ def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baselin
             (grad,) = torch.autograd.grad(values.sum(), path)
             grad_sum += (grad.float() * chunk_weights.view(-1, 1, 1)).sum(0)
         attributions = (delta * grad_sum).sum(-1).double().cpu().numpy()
+        require_finite(attributions, "attribution: integrated gradients")
 
     return {
         "input_ids": ids, "tokens": tokens, "offsets": offsets, "attributions": attributions,

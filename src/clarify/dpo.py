@@ -30,6 +30,7 @@ import torch
 from .dpo_losses import LOSSES, drop_threshold, preference_loss, sigmoid_losses
 from .errors import InputError
 from .models import load_tokenizer
+from .numerics import nonfinite_guard, require_finite_parameters
 from .training import load_for_training, precision, trainer_arguments
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def _trainer_class():
         drop_fraction: float = 0.15
         threshold: float = math.inf
         step_records: list[dict]
+        nonfinite: str = ""
 
         def schedule_entry(self) -> dict:
             epoch = self.state.epoch or 0.0
@@ -88,6 +90,8 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             entry = self.schedule_entry()
             chosen, rejected, ref_chosen, ref_rejected = self.pair_log_probs(model, inputs)
+            self.nonfinite = nonfinite_summary(chosen=chosen, rejected=rejected, ref_chosen=ref_chosen,
+                                               ref_rejected=ref_rejected)
             threshold = self.threshold if entry["loss"] == "dr_drop_top" else math.inf
             result = preference_loss(entry["loss"], chosen, rejected, ref_chosen, ref_rejected, entry["beta"],
                                      cal_weight=self.cal_weight, dr_beta=self.dr_beta, threshold=threshold)
@@ -122,6 +126,16 @@ def _trainer_class():
             return torch.cat(scores)
 
     return ScheduledDPOTrainer
+
+
+def nonfinite_summary(**tensors: torch.Tensor) -> str:
+    """Which of the named log-prob tensors hold NaN/inf, e.g. 'chosen 2/8 NaN/inf'; '' when all are finite."""
+    parts = []
+    for name, tensor in tensors.items():
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        if bad:
+            parts.append(f"{name} {bad}/{tensor.numel()} NaN/inf")
+    return ", ".join(parts)
 
 
 def _dr_callback(trainer_ref: dict):
@@ -173,9 +187,12 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
     args = DPOConfig(**trainer_arguments(settings, work_dir, bf16=bf16, cuda=cuda, progress=progress),
                      num_train_epochs=len(schedule), beta=schedule[0]["beta"], save_strategy="no")
     trainer_ref: dict = {}
+    guard = nonfinite_guard(
+        "phase_c", describe=lambda: trainer_ref["trainer"].nonfinite or "log-probs finite: the NaN arose in the loss or in backward")
     trainer = _trainer_class()(model=model, ref_model=None, args=args, train_dataset=dataset,
-                               processing_class=tokenizer, callbacks=[_dr_callback(trainer_ref)])
+                               processing_class=tokenizer, callbacks=[guard, _dr_callback(trainer_ref)])
     trainer_ref["trainer"] = trainer
+    trainer.guard = guard
     trainer.schedule = schedule
     trainer.cal_weight = settings["cal_weight"]
     trainer.dr_beta = settings["dr_beta"]
@@ -195,6 +212,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
     log.info("phase C: %d pairs, schedule %s, micro-batch %d pairs (dr_paper depends on it)",
              len(trainer.train_dataset), schedule, settings["batch_size"])
     trainer.train()
+    require_finite_parameters(trainer.model, "phase_c")
     cuda = torch.cuda.is_available()
     steps = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"],
               "beta": h.get("beta"), "chosen_reward": h.get("rewards/chosen"),
@@ -207,6 +225,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
         "micro_batch_pairs": settings["batch_size"], "grad_accum": settings["grad_accum"],
         "learning_rate": settings["learning_rate"], "steps": steps,
         "reference": "frozen copy of the initial adapter ('ref' adapter, TRL)",
+        "nonfinite_steps": trainer.guard.skipped,
         "device": "cuda" if cuda else "cpu", "bf16": trainer.args.bf16, "load_in_4bit": bool(quantization.get("load_in_4bit")),
         "wall_time_s": round(time.time() - started, 1),
     }
@@ -219,7 +238,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
     tmp.rename(output_dir)
     shutil.rmtree(work_dir, ignore_errors=True)
     if steps:
-        log.info("phase C: margin %.4f -> %.4f, implicit accuracy %.2f -> %.2f over %d steps",
-                 steps[0]["margin"], steps[-1]["margin"], steps[0]["implicit_accuracy"],
-                 steps[-1]["implicit_accuracy"], len(steps))
+        log.info("phase C: margin %.4f -> %.4f, implicit accuracy %.2f -> %.2f over %d steps (%d skipped: "
+                 "non-finite gradients)", steps[0]["margin"], steps[-1]["margin"], steps[0]["implicit_accuracy"],
+                 steps[-1]["implicit_accuracy"], len(steps), len(trainer.guard.skipped))
     return dpo_log

@@ -25,6 +25,7 @@ import torch
 
 from .errors import InputError
 from .io import write_json
+from .numerics import require_finite_parameters
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ def load_model(manifest: dict, student: dict, quantization: dict | None = None, 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
+        require_finite_parameters(model, f"adapter {adapter}", adapter_only=True)
         if quant is None:
             model = model.merge_and_unload()
     model.eval()

@@ -137,6 +137,15 @@ def training_figure(logs: dict[str, dict], out_path: str | Path) -> None:
     plt.close(fig)
 
 
+def skipped_steps(log: dict) -> str:
+    """Optimizer steps skipped for non-finite gradients (clarify.numerics), with their numbers."""
+    steps = log.get("nonfinite_steps", [])
+    if not steps:
+        return "0"
+    shown = ", ".join(str(s) for s in steps[:5]) + (", ..." if len(steps) > 5 else "")
+    return f"{len(steps)} (step {shown})"
+
+
 def training_section(logs: dict[str, dict], figure: str | None) -> str:
     rows = []
     for name, log in logs.items():
@@ -148,7 +157,7 @@ def training_section(logs: dict[str, dict], figure: str | None) -> str:
             f"{pct(best['dev_accuracy'])} [{100 * best['dev_ci'][0]:.1f}, {100 * best['dev_ci'][1]:.1f}] ({log['dev_mode']})",
             f"{params['trainable']:,} / {params['total']:,} ({100 * params['trainable'] / params['total']:.2f}%)",
             ", ".join(log["lora_targets"]), f"{log['device']}{', 4-bit' if log['load_in_4bit'] else ''}"
-            f"{', bf16' if log['bf16'] else ''}", f"{log['wall_time_s']:.0f} s",
+            f"{', bf16' if log['bf16'] else ''}", skipped_steps(log), f"{log['wall_time_s']:.0f} s",
         ])
     lines = [
         "## Training",
@@ -156,7 +165,8 @@ def training_section(logs: dict[str, dict], figure: str | None) -> str:
         "Each phase keeps its best epoch by dev accuracy (early stopping on dev; the test split is never used).",
         "",
         markdown_table(["phase", "examples", "epochs run", "kept epoch", "dev accuracy [95% CI]",
-                        "trainable / total parameters", "LoRA targets", "device", "wall time"], rows),
+                        "trainable / total parameters", "LoRA targets", "device", "steps skipped (NaN/inf)",
+                        "wall time"], rows),
     ]
     if figure:
         lines += ["", f"![training curves]({figure})"]
@@ -260,7 +270,7 @@ def dpo_section(logs: list[dict], figure: str | None) -> str:
         rows.append([number, log["pairs"], schedule, log["micro_batch_pairs"], len(steps),
                      f"{first['margin']:.4f} -> {last['margin']:.4f}",
                      f"{first['implicit_accuracy']:.2f} -> {last['implicit_accuracy']:.2f}",
-                     int(dropped), f"{log['wall_time_s']:.0f} s"])
+                     int(dropped), skipped_steps(log), f"{log['wall_time_s']:.0f} s"])
     lines = [
         "## Phase C: preference optimisation",
         "",
@@ -268,7 +278,7 @@ def dpo_section(logs: list[dict], figure: str | None) -> str:
         "Margins and accuracies are those of the first and last logged steps.",
         "",
         markdown_table(["round", "pairs", "schedule (per epoch)", "pairs per micro-batch", "steps", "reward margin",
-                        "implicit accuracy", "pair-steps dropped (Dr)", "wall time"], rows),
+                        "implicit accuracy", "pair-steps dropped (Dr)", "steps skipped (NaN/inf)", "wall time"], rows),
     ]
     if figure:
         lines += ["", f"![DPO curves]({figure})"]

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .numerics import require_finite
 from .prompts import ANSWER_TEXT, answer_prompt
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def score_prompts(model, tokenizer, prompts: list[str], batch_size: int = 16,
             no = _continuation_logprob(model, batch, tokens.no, pad_id)
         out[idx, 0] = yes.double().cpu().numpy()
         out[idx, 1] = no.double().cpu().numpy()
+    require_finite(out, f"{desc}: answer-slot log-probabilities")
     return out
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .errors import InputError
 from .evaluation import evaluate
 from .models import linear_module_names, load_model, load_tokenizer, resolve_lora_targets
+from .numerics import nonfinite_guard, require_finite_parameters
 from .stats import accuracy
 
 log = logging.getLogger(__name__)
@@ -293,8 +294,9 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     eval_settings = {**eval_settings, "batch_size": settings["batch_size"]}
     dev_check = _dev_callback(tokenizer, dev_records, eval_settings, settings["dev_mode"],
                               settings["early_stopping_patience"], best_dir, history_path)
+    guard = nonfinite_guard(phase)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[dev_check, *callbacks])
+                            callbacks=[guard, dev_check, *callbacks])
     if settings.get("class_weights"):
         from .scoring import answer_tokens
 
@@ -307,6 +309,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         log.info("%s: resuming from %s", phase, resume)
     trainer.train(resume_from_checkpoint=resume)
 
+    require_finite_parameters(trainer.model, phase)
     history = dev_check.history
     if not best_dir.is_dir():
         raise RuntimeError(f"{phase}: no epoch finished, nothing to keep")
@@ -331,6 +334,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "load_in_4bit": bool(quantization.get("load_in_4bit")),
         "gradient_checkpointing": bool(gradient_checkpointing),
         "resumed_from": resume,
+        "nonfinite_steps": guard.skipped,
         "wall_time_s": round(time.time() - started, 1),
     }
     tmp = output_dir.with_name(output_dir.name + ".tmp")
