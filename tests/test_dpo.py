@@ -127,3 +127,16 @@ def test_cal_paper_pulls_log_ratios_to_plus_minus_half_over_beta():
         assert h_w.detach().mean().item() == pytest.approx(target, abs=0.35)
         assert h_l.detach().mean().item() == pytest.approx(-target, abs=0.35)
         assert torch.isfinite(h_w.grad).all() and torch.isfinite(h_l.grad).all()
+
+
+def test_warmup_ratio_ramps_the_learning_rate(tiny_model_dir, phase_b, settings, pairs, tmp_path):
+    def rates(warmup_ratio):
+        log = train_dpo(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                        quantization={"load_in_4bit": False}, settings={**settings, "warmup_ratio": warmup_ratio},
+                        pairs=pairs, init_adapter=str(phase_b), output_dir=tmp_path / f"r{warmup_ratio}",
+                        work_dir=tmp_path / "w", progress=False)
+        return [s["learning_rate"] for s in log["steps"]]
+
+    flat, warm = rates(0.0), rates(0.5)  # 8 steps: 4 of warm-up
+    assert flat[0] == pytest.approx(settings["learning_rate"])
+    assert warm[0] < warm[1] < warm[2] < warm[3] <= settings["learning_rate"] and warm[0] < flat[0] / 2

@@ -184,8 +184,10 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
                                  for p in pairs])
     work_dir = Path(work_dir)
     shutil.rmtree(work_dir, ignore_errors=True)
+    steps = len(schedule) * math.ceil(len(dataset) / (settings["batch_size"] * settings["grad_accum"]))
     args = DPOConfig(**trainer_arguments(settings, work_dir, bf16=bf16, cuda=cuda, progress=progress),
-                     num_train_epochs=len(schedule), beta=schedule[0]["beta"], save_strategy="no")
+                     num_train_epochs=len(schedule), beta=schedule[0]["beta"], save_strategy="no",
+                     warmup_steps=math.ceil(settings["warmup_ratio"] * steps))
     trainer_ref: dict = {}
     guard = nonfinite_guard(
         "phase_c", describe=lambda: trainer_ref["trainer"].nonfinite or "log-probs finite: the NaN arose in the loss or in backward")
@@ -215,7 +217,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
     require_finite_parameters(trainer.model, "phase_c")
     cuda = torch.cuda.is_available()
     steps = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"],
-              "beta": h.get("beta"), "chosen_reward": h.get("rewards/chosen"),
+              "beta": h.get("beta"), "learning_rate": h.get("learning_rate"), "chosen_reward": h.get("rewards/chosen"),
               "rejected_reward": h.get("rewards/rejected"), "margin": h.get("rewards/margins"),
               "implicit_accuracy": h.get("rewards/accuracies"), "dropped_pairs": h.get("dropped_pairs"),
               "micro_batch_pairs": h.get("micro_batch_pairs")}

@@ -131,7 +131,9 @@ def attribution_section(summary: pd.DataFrame, settings: dict, figure: str | Non
         "",
         f"Integrated gradients of the answer margin log P(\" Yes\") - log P(\" No\") over the input embeddings of "
         f"each model's draft-mode prompt (its own draft), {settings['steps']} {settings.get('method', 'gausslegendre')} "
-        f"points from a {settings['baseline']} baseline, in float32, on the same seeded subset of eval questions for every model. Shares of "
+        f"points from a {settings['baseline']} baseline"
+        f"{' (the first token kept at its embedding)' if settings.get('keep_first_token') else ''}, in float32, "
+        "on the same seeded subset of eval questions for every model. Shares of "
         "absolute attribution on the draft's tokens, the question's tokens and the template (\"Question:\", "
         "\"Answer:\", newlines, special tokens); the draft share's interval is a bootstrap over questions. "
         "Completeness error: |sum of attributions - (margin - baseline margin)| per question (max, and mean relative "

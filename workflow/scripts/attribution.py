@@ -34,7 +34,8 @@ def main(smk):
     model, tokenizer = load_student(smk.input.student, student, smk.params.quantization,
                                     adapter=smk.input.get("adapter"))
     frame = attribute(model, tokenizer, records, contexts, steps=settings["steps"], baseline=settings["baseline"],
-                      batch_size=settings["batch_size"], method=settings["method"])
+                      batch_size=settings["batch_size"], method=settings["method"],
+                      keep_first_token=settings["keep_first_token"])
     frame.insert(0, "model", smk.wildcards.model)
     log.info("%s: %d questions, mean draft share %.3f, question share %.3f; completeness error max %.2e, "
              "mean relative %.2e", smk.wildcards.model, len(frame), frame["draft_share"].mean(),
