@@ -7,6 +7,8 @@
 #     before_c: only what does not depend on Phase C (Phase B and every base/A/B score, ablation and
 #     attribution), with the training chain first. Phase C is not checkpointed, so a call that ends
 #     inside it loses it: run before_c first, then the full target in the next call.
+#   EXTRA_CONFIG="phase_c={learning_rate: 5.0e-6}" bash tools/device/run_dag.sh 575
+#     adds key=value overrides to the run's --config (only the stages they touch rerun).
 # Writes $OUT/results.tgz (report, figures, tables, logs, benchmarks) and $OUT/versions.txt.
 set -uo pipefail
 GGUF=/tmp/q/qwen.gguf
@@ -41,7 +43,7 @@ timeout -s INT "${1:-540}" python3 -m snakemake "${TARGETS[@]}" --prioritize mod
   --cores 16 --keep-going --rerun-incomplete \
   --configfile config.yaml config/qwen1.5b_gpu.yaml \
   --config data='{source: /tmp/data/strategyqa_train.json}' student="{model: $GGUF, dtype: bfloat16}" \
-  > "$OUT/snakemake.log" 2>&1
+  ${EXTRA_CONFIG:+"$EXTRA_CONFIG"} > "$OUT/snakemake.log" 2>&1
 rc=$?
 echo "snakemake exit $rc after $(( $(date +%s) - start )) s" | tee -a "$OUT/snakemake.log"
 grep -E "^\[|rule |Error|error|steps \(|done" "$OUT/snakemake.log" | tail -40
