@@ -11,21 +11,7 @@
 #     adds key=value overrides to the run's --config (only the stages they touch rerun).
 # Writes $OUT/results.tgz (report, figures, tables, logs, benchmarks) and $OUT/versions.txt.
 set -uo pipefail
-GGUF=/tmp/q/qwen.gguf
-SHA=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
-if [ ! -f /tmp/site/.installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && touch /tmp/site/.installed || exit 1
-fi
-export PYTHONPATH="$PWD/src:/tmp/site" PATH="/tmp/site/bin:$PATH" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-if [ ! -f /tmp/q/.verified ]; then
-  echo "$SHA  $GGUF" | sha256sum -c - && touch /tmp/q/.verified || exit 1
-fi
-mkdir -p /tmp/data
-# -p keeps the mtime: a fresh copy on every call would make Snakemake rerun the whole DAG
-[ -f /tmp/data/strategyqa_train.json ] || cp -p .data/strategyqa_train.json /tmp/data/
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
+source tools/device/device_env.sh || exit 1
 {
   python3 -c "import sys, torch, transformers, trl, peft, datasets, snakemake, tokenizers; print('python', sys.version.split()[0]); [print(m.__name__, m.__version__) for m in (torch, transformers, trl, peft, datasets, snakemake, tokenizers)]; print('gpu', torch.cuda.get_device_name(0))"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
