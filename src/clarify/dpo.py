@@ -62,7 +62,7 @@ def _trainer_class():
         drop_fraction: float = 0.15
         threshold: float = math.inf
         step_records: list[dict]
-        nonfinite: str = ""
+        last_log_probs: dict = {}
 
         def schedule_entry(self) -> dict:
             epoch = self.state.epoch or 0.0
@@ -90,8 +90,9 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             entry = self.schedule_entry()
             chosen, rejected, ref_chosen, ref_rejected = self.pair_log_probs(model, inputs)
-            self.nonfinite = nonfinite_summary(chosen=chosen, rejected=rejected, ref_chosen=ref_chosen,
-                                               ref_rejected=ref_rejected)
+            # kept for the NaN guard's message; only inspected when a step is skipped (no sync here)
+            self.last_log_probs = {"chosen": chosen.detach(), "rejected": rejected.detach(),
+                                   "ref_chosen": ref_chosen.detach(), "ref_rejected": ref_rejected.detach()}
             threshold = self.threshold if entry["loss"] == "dr_drop_top" else math.inf
             result = preference_loss(entry["loss"], chosen, rejected, ref_chosen, ref_rejected, entry["beta"],
                                      cal_weight=self.cal_weight, dr_beta=self.dr_beta, threshold=threshold)
@@ -132,7 +133,7 @@ def nonfinite_summary(**tensors: torch.Tensor) -> str:
     """Which of the named log-prob tensors hold NaN/inf, e.g. 'chosen 2/8 NaN/inf'; '' when all are finite."""
     parts = []
     for name, tensor in tensors.items():
-        bad = int((~torch.isfinite(tensor.detach())).sum())
+        bad = int((~torch.isfinite(tensor)).sum())
         if bad:
             parts.append(f"{name} {bad}/{tensor.numel()} NaN/inf")
     return ", ".join(parts)
@@ -190,7 +191,8 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
                      warmup_steps=math.ceil(settings["warmup_ratio"] * steps))
     trainer_ref: dict = {}
     guard = nonfinite_guard(
-        "phase_c", describe=lambda: trainer_ref["trainer"].nonfinite or "log-probs finite: the NaN arose in the loss or in backward")
+        "phase_c", describe=lambda: nonfinite_summary(**trainer_ref["trainer"].last_log_probs)
+        or "log-probs finite: the NaN arose in the loss or in backward")
     trainer = _trainer_class()(model=model, ref_model=None, args=args, train_dataset=dataset,
                                processing_class=tokenizer, callbacks=[guard, _dr_callback(trainer_ref)])
     trainer_ref["trainer"] = trainer

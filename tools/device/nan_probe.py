@@ -97,20 +97,13 @@ def dpo_probe(manifest, pairs, init_adapter, student, bf16, attn, steps, work) -
 def ig_probe(manifest, questions, n, steps) -> dict:
     model = load_model(manifest, {"dtype": "float32"})
     tokenizer = load_tokenizer(manifest["path"])
-    tokenizer_type = type(tokenizer)
-    real_special = tokenizer_type.all_special_ids
     out = {}
-    for name in ("pad", "pad_keep_first"):
+    for name, keep_first in (("pad", False), ("pad_keep_first", True)):
         rows = []
         for record in questions[:n]:
             prompt, _ = attribution.draft_prompt(record["question"], None)
-            first = tokenizer(prompt, add_special_tokens=True)["input_ids"][0]
-            if name == "pad_keep_first":
-                tokenizer_type.all_special_ids = property(lambda self: list(real_special.fget(self)) + [first])
-            try:
-                r = attribution.integrated_gradients(model, tokenizer, prompt, steps=steps, baseline="pad")
-            finally:
-                tokenizer_type.all_special_ids = real_special
+            r = attribution.integrated_gradients(model, tokenizer, prompt, steps=steps, baseline="pad",
+                                                 keep_first_token=keep_first)
             change = r["margin"] - r["baseline_margin"]
             rows.append({"qid": record["qid"], "margin": r["margin"], "baseline_margin": r["baseline_margin"],
                          "error": r["completeness_error"], "relative_error": r["completeness_error"] / max(abs(change), 1e-8)})
