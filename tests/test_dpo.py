@@ -82,6 +82,8 @@ def test_training_raises_the_margin_and_saves_only_the_policy(tiny_model_dir, ph
     margins = [s["margin"] for s in log["steps"]]
     assert len(margins) == 8 and margins[0] == pytest.approx(0.0, abs=1e-6)  # policy == reference at step 1
     assert margins[-1] > 0.05 and log["steps"][-1]["implicit_accuracy"] > 0.5
+    # the pre-clip gradient norm of every step is logged (diagnoses a step that overflowed)
+    assert all(s["grad_norm"] is not None and 0 < s["grad_norm"] < 1e6 for s in log["steps"])
     assert (tmp_path / "round1" / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "round1" / "ref").exists()
     assert json.loads((tmp_path / "round1" / "dpo_log.json").read_text())["pairs"] == len(pairs)

@@ -410,3 +410,49 @@ def test_inputs_are_not_modified(kind):
     preference_loss(kind, pc, pr, rc, rr, 0.1, threshold=0.5)
     for x, y in zip((pc, pr, rc, rr), before):
         assert torch.equal(x, y)
+
+
+# ----------------------------------------------------------------------------- dr_drop_top with NaN pairs
+# The first Qwen run logged "threshold nan drops 0": torch.sort puts NaN first, so one NaN noise
+# score made the threshold NaN and the Dr filter silently dropped nothing.
+
+def test_drop_threshold_nan_score_counts_as_noisiest():
+    losses = drop_losses()
+    losses[7] = float("nan")
+    thr = drop_threshold(t(losses), 0.15)
+    assert math.isfinite(thr)
+    finite = sorted((x for x in losses if not math.isnan(x)), reverse=True)
+    # the NaN pair and the two largest finite losses are the top 3
+    assert finite[2] < thr < finite[1]
+    assert sum(1 for x in losses if not x <= thr) == 3
+
+
+def test_drop_threshold_more_nan_than_the_fraction_keeps_every_finite_pair():
+    losses = drop_losses()
+    for i in (1, 4, 9, 12):
+        losses[i] = float("nan")
+    thr = drop_threshold(t(losses), 0.15)  # k = 3 < 4 NaN pairs
+    assert math.isfinite(thr)
+    assert all(x <= thr for x in losses if not math.isnan(x))
+
+
+def test_drop_threshold_with_an_infinite_score_drops_exactly_k():
+    losses = drop_losses()
+    losses[0] = float("inf")
+    thr = drop_threshold(t(losses), 0.15)
+    assert math.isfinite(thr)
+    assert sum(1 for x in losses if x > thr) == 3
+
+
+def test_dr_drop_top_nan_pair_is_dropped_and_loss_and_gradients_stay_finite():
+    thr = drop_threshold(t(drop_losses()), 0.15)
+    pc, pr, rc, rr = drop_inputs([0, 7, 13], grad=True)
+    with torch.no_grad():
+        pc[1] = float("nan")  # one pair's policy log-prob is NaN
+    out = preference_loss("dr_drop_top", pc, pr, rc, rr, DROP_BETA, threshold=thr)
+    assert out["kept"].tolist() == [True, False, True]
+    losses = drop_losses([0, 7, 13])
+    assert val(out["loss"]) == pytest.approx((losses[0] + losses[2]) / 2, rel=REL)
+    out["loss"].backward()
+    assert bool(torch.isfinite(pc.grad).all()) and bool(torch.isfinite(pr.grad).all())
+    assert float(pc.grad[1]) == 0.0

@@ -222,7 +222,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
               "beta": h.get("beta"), "learning_rate": h.get("learning_rate"), "chosen_reward": h.get("rewards/chosen"),
               "rejected_reward": h.get("rewards/rejected"), "margin": h.get("rewards/margins"),
               "implicit_accuracy": h.get("rewards/accuracies"), "dropped_pairs": h.get("dropped_pairs"),
-              "micro_batch_pairs": h.get("micro_batch_pairs")}
+              "micro_batch_pairs": h.get("micro_batch_pairs"), "grad_norm": h.get("grad_norm")}
              for h in trainer.state.log_history if "loss" in h and "rewards/margins" in h]
     dpo_log = {
         "init_adapter": init_adapter, "pairs": len(trainer.train_dataset), "schedule": schedule,

@@ -60,14 +60,25 @@ def drop_threshold(noise_scores: torch.Tensor, fraction: float) -> float:
 
     ``noise_scores`` are per-pair DPO losses of every pair under the current model, computed
     once before the robust epoch. Returns +inf when nothing is to be dropped.
+
+    A NaN score (a pair whose log-probs are not finite) counts as the noisiest: it is among the
+    dropped, and the threshold is computed from the finite scores, never NaN.
     """
-    n = noise_scores.numel()
+    scores = noise_scores.detach().flatten()
+    scores = torch.where(torch.isnan(scores), torch.full_like(scores, math.inf), scores)
+    n = scores.numel()
     k = int(math.floor(fraction * n))
     if k <= 0:
         return math.inf
     if k >= n:
         return -math.inf
-    ordered = torch.sort(noise_scores.detach().flatten(), descending=True).values
+    ordered = torch.sort(scores, descending=True).values
+    if not torch.isfinite(ordered[k]):
+        # more than k scores are non-finite: keep only the finite ones
+        return float(torch.finfo(scores.dtype).max)
+    if not torch.isfinite(ordered[k - 1]):
+        # the k-th largest is a non-finite pair: just above the (k+1)-th largest
+        return float(torch.nextafter(ordered[k], ordered[k - 1]))
     # halfway between the k-th and (k+1)-th largest score, in the scores' own precision: exactly
     # the top k are above it when they differ, and a score recomputed with rounding noise stays
     # on its side
@@ -96,9 +107,13 @@ def preference_loss(kind: str, policy_chosen, policy_rejected, ref_chosen, ref_r
         loss = per_pair.mean()
     elif kind == "dr_drop_top":
         per_pair = sigmoid_losses(h_w, h_l, beta)
-        kept = per_pair.detach() <= threshold
-        # a batch whose pairs are all dropped contributes a zero loss that still has a graph
-        loss = (per_pair * kept).sum() / kept.sum().clamp(min=1)
+        kept = per_pair.detach() <= threshold  # False for a NaN loss: a non-finite pair is dropped
+        # a non-finite pair enters the loss as a zero margin behind where(), so neither the loss nor
+        # the gradient of its log-probs is NaN (NaN * 0 is NaN); a batch whose pairs are all
+        # dropped contributes a zero loss that still has a graph
+        finite = torch.isfinite(h_w.detach()) & torch.isfinite(h_l.detach())
+        safe = sigmoid_losses(torch.where(finite, h_w, 0.0), torch.where(finite, h_l, 0.0), beta)
+        loss = torch.where(kept, safe, torch.zeros_like(safe)).sum() / kept.sum().clamp(min=1)
     else:  # dr_paper
         per_pair = sigmoid_losses(h_w, h_l, beta)
         loss = -dr_beta * (torch.logsumexp(-per_pair / dr_beta, dim=0) - math.log(per_pair.numel()))
