@@ -30,7 +30,7 @@ import torch
 from .dpo_losses import LOSSES, drop_threshold, preference_loss, sigmoid_losses
 from .errors import InputError
 from .models import load_tokenizer
-from .numerics import nonfinite_guard, require_finite_parameters
+from .numerics import nonfinite_guard, nonfinite_summary, require_finite_parameters
 from .training import load_for_training, precision, trainer_arguments
 
 log = logging.getLogger(__name__)
@@ -127,16 +127,6 @@ def _trainer_class():
             return torch.cat(scores)
 
     return ScheduledDPOTrainer
-
-
-def nonfinite_summary(**tensors: torch.Tensor) -> str:
-    """Which of the named log-prob tensors hold NaN/inf, e.g. 'chosen 2/8 NaN/inf'; '' when all are finite."""
-    parts = []
-    for name, tensor in tensors.items():
-        bad = int((~torch.isfinite(tensor)).sum())
-        if bad:
-            parts.append(f"{name} {bad}/{tensor.numel()} NaN/inf")
-    return ", ".join(parts)
 
 
 def _dr_callback(trainer_ref: dict):

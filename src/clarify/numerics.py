@@ -93,6 +93,16 @@ def require_finite_parameters(model, what: str, adapter_only: bool = False) -> N
         raise NonFiniteError(f"{what}: {len(bad)} adapter tensors hold NaN/inf (first: {bad[0]})")
 
 
+def nonfinite_summary(**tensors: torch.Tensor) -> str:
+    """Which of the named tensors hold NaN/inf, e.g. 'chosen 2/8 NaN/inf'; '' when all are finite."""
+    parts = []
+    for name, tensor in tensors.items():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            parts.append(f"{name} {bad}/{tensor.numel()} NaN/inf")
+    return ", ".join(parts)
+
+
 def require_finite(values, what: str) -> None:
     """Raise :class:`NonFiniteError` if ``values`` (array-like) has a NaN or inf."""
     array = np.asarray(values, dtype=np.float64)
