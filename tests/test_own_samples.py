@@ -167,7 +167,8 @@ def test_pairs_accounting_and_what_makes_no_pair():
     assert [p["qid"] for p in pairs] == ["a", "e"]
     assert accounting == {"questions": 5, "samples": 10, "correct_samples": 5, "hit_limit_samples": 0,
                           "questions_paired": 2, "only_correct": 1, "only_wrong": 1,
-                          "correct_without_reasoning": 1, "pairs_before_balance": 2, "pairs": 2,
+                          "correct_without_reasoning": 1, "pairs_before_balance": 2,
+                          "pairs_chosen_hit_limit": 0, "pairs": 2,
                           "yes": 1, "no": 1, "yes_frac": 0.5}
     a = pairs[0]
     assert a["chosen"] == reasoning_completion(["Step 0 of a."], True)
@@ -319,6 +320,10 @@ def test_build_pairs_script_dispatches_on_the_pairs_source(tmp_path):
     run_script("build_pairs", tmp_path, {"teacher": str(teacher), "drafts": str(drafts)},
                {"pairs": out["pairs"]}, corpus=CORPUS, pairs={**PAIRS, "source": "teacher_vs_draft"})
     assert {p["rejected_from"] for p in read_jsonl(out["pairs"])} == {"flipped_answer"}
+    Path(out["pairs"]).unlink()
+    run_script("build_pairs", tmp_path, {"teacher": str(teacher), "drafts": str(drafts)},
+               {"pairs": out["pairs"]}, corpus=CORPUS)  # the seed's rule: no pairs settings
+    assert {p["rejected_from"] for p in read_jsonl(out["pairs"])} == {"flipped_answer"}
 
 
 def test_build_corpora_script_builds_the_declared_corpora(tmp_path):
@@ -336,3 +341,24 @@ def test_build_corpora_script_builds_the_declared_corpora(tmp_path):
     assert Counter(r["source"] for r in mixed) == {"agreed": 4, "gold_label": 4}
     assert {r["source"] for r in read_jsonl(out["self_train"])} == {"own", "teacher"}
     assert json.loads(Path(out["accounting"]).read_text())["kept_own"] == 1
+
+
+def test_sample_own_script_writes_scored_samples_and_rationalisations(tmp_path, tiny_model_dir):
+    from clarify.models import prepare_student
+
+    student = tmp_path / "student"
+    student.mkdir()
+    prepare_student(str(tiny_model_dir), student / "hf", student / "manifest.json")
+    records = tmp_path / "records.jsonl"
+    write_jsonl(records, RECORDS[:3])
+    phase_b = {"seed": 0, "batch_size": 8, "self_train_samples": 2, "self_train_temperature": 1.0,
+               "self_train_max_new_tokens": 6, "self_train_fallback": "rationalize"}
+    out = {"samples": str(tmp_path / "samples.jsonl")}
+    run_script("sample_own", tmp_path, {"student": str(student), "records": str(records)}, out,
+               purpose="self_train", settings=phase_b, student={"dtype": "float32"},
+               quantization={"load_in_4bit": False})
+    rows = read_jsonl(out["samples"])
+    plain = [r for r in rows if not r["hinted"]]
+    assert [(r["qid"], r["sample"]) for r in plain] == [(q["qid"], j) for q in RECORDS[:3] for j in range(2)]
+    unsolved = {r["qid"] for r in own_samples.questions_without_correct(RECORDS[:3], plain)}
+    assert {r["qid"] for r in rows if r["hinted"]} == unsolved

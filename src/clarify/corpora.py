@@ -284,7 +284,8 @@ def pairs_from_own_samples(samples: list[dict], seed: int, mode: str = "upsample
 
     Returns ``(pairs, accounting)``; accounting: questions, samples, correct_samples,
     hit_limit_samples, questions_paired, only_correct, only_wrong, correct_without_reasoning,
-    pairs_before_balance, pairs, yes, no, yes_frac.
+    pairs_before_balance, pairs_chosen_hit_limit (chosen reasoning cut by the length limit),
+    pairs, yes, no, yes_frac.
     """
     if pairs_per_question < 1:
         raise InputError(f"config: pairs.pairs_per_question must be at least 1, got {pairs_per_question}")
@@ -318,6 +319,7 @@ def pairs_from_own_samples(samples: list[dict], seed: int, mode: str = "upsample
                           "chosen_margin": float(chosen["margin"]),
                           "rejected_margin": float(rejected["margin"])})
     plain = [row for rows in groups.values() for row in rows]
+    by_sample = {(row["qid"], row["sample"]): row for row in plain}
     accounting = {
         "questions": len(groups), "samples": len(plain),
         "correct_samples": sum(bool(r["correct"]) for r in plain),
@@ -325,6 +327,8 @@ def pairs_from_own_samples(samples: list[dict], seed: int, mode: str = "upsample
         "questions_paired": counts["questions_paired"], "only_correct": counts["only_correct"],
         "only_wrong": counts["only_wrong"], "correct_without_reasoning": counts["correct_without_reasoning"],
         "pairs_before_balance": len(pairs),
+        "pairs_chosen_hit_limit": sum(bool(by_sample[(p["qid"], p["chosen_sample"])].get("hit_limit"))
+                                      for p in pairs),
     }
     log.info("own-sample pairs: %d pairs from %d of %d questions (%d only correct, %d only wrong, "
              "%d correct only without reasoning)", len(pairs), counts["questions_paired"], len(groups),

@@ -32,7 +32,8 @@ SOURCES = {"own_samples": own_samples, "teacher_vs_draft": teacher_vs_draft}
 def main(smk):
     setup_logging(smk.log[0])
     log = logging.getLogger("clarify.build_pairs")
-    corpus, pairs = smk.params.corpus, smk.params.pairs
+    # a rule that passes no pairs settings (the seed's rule) builds the seed's pairs
+    corpus, pairs = smk.params.corpus, smk.params.get("pairs") or {"source": "teacher_vs_draft"}
     if pairs["source"] not in SOURCES:
         raise InputError(f"config: pairs.source: {pairs['source']!r} is not one of {list(SOURCES)}")
     rows, accounting = SOURCES[pairs["source"]](smk, corpus, pairs)
