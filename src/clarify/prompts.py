@@ -99,6 +99,15 @@ def reasoning_from_generation(generated: str) -> str:
     return REASONING_HEADER + "\n" + body.strip("\n")
 
 
+def hinted_reasoning_prompt(question: str, gold: bool) -> str:
+    """STaR-style rationalisation for the student: :func:`reasoning_prompt` with the gold answer
+    as a hint line before the reasoning header. What the student writes after it is trained on,
+    and scored, after the plain :func:`reasoning_prompt` (the hint never reaches a corpus).
+    """
+    return (question_line(question) + f"\nHint: the answer is {answer_word(gold)}."
+            + f"\n{REASONING_HEADER}\n")
+
+
 # --- student drafts ----------------------------------------------------------------------------
 
 DRAFT_INSTRUCTIONS = (
