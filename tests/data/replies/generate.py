@@ -1,15 +1,17 @@
 """How the real-reply fixtures were made: teacher and judge prompts sent to a real chat model.
 
-    OPENAI_API_KEY=local python tests/data/replies/generate.py BASE_URL MODEL STRATEGYQA_JSON OUT_DIR
+    OPENAI_API_KEY=local python tests/data/replies/generate.py STRATEGYQA_JSON OUT_DIR openai MODEL BASE_URL
+    python tests/data/replies/generate.py STRATEGYQA_JSON OUT_DIR hf PATH/TO/MODEL.gguf
 
-BASE_URL is an OpenAI-compatible server (here llama-cpp-python's ``python -m llama_cpp.server``
-serving the Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF on 127.0.0.1). Requests go through the
-project's own openai teacher backend (:func:`clarify.teacher.make_teacher`, the config's
-teacher defaults: temperature 0.3, max_tokens 400), with a call cache in OUT_DIR so an
-interrupted run resumes. Writes ``raw_teacher.jsonl`` and ``raw_judge.jsonl`` (one record per
-reply: kind, qid, question, gold answer, prompt, reply, finish_reason, model) to OUT_DIR, one
-batch at a time. The committed ``teacher.jsonl`` / ``judge.jsonl`` are these records with the
-expected parse added by hand after reading each reply.
+``openai``: BASE_URL is an OpenAI-compatible server (llama-cpp-python's
+``python -m llama_cpp.server`` serving the Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF on
+127.0.0.1, or vLLM); ``hf``: the same GGUF through transformers (on a GPU). Requests go through
+the project's own teacher backends (:func:`clarify.teacher.make_teacher`, the config's teacher
+defaults: temperature 0.3, max_tokens 400), with a call cache in OUT_DIR so an interrupted run
+resumes. Writes ``raw_teacher.jsonl`` and ``raw_judge.jsonl`` (one record per reply: kind, qid,
+question, gold answer, prompt, reply, finish_reason, model) to OUT_DIR, batch by batch.
+``expect.py`` then turns them into the committed ``teacher.jsonl`` / ``judge.jsonl``; the
+expected answer, steps and verdict of each are checked by reading the reply.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ def main(argv: list[str]) -> int:
     from clarify.teacher import Request, make_teacher
     from harvest_child import teacher_defaults
 
-    base_url, model, data, out = argv[0], argv[1], Path(argv[2]), Path(argv[3])
+    if len(argv) < 4 or argv[2] not in ("openai", "hf") or (argv[2] == "openai" and len(argv) < 5):
+        raise SystemExit(__doc__)
+    data, out, backend, model = Path(argv[0]), Path(argv[1]), argv[2], argv[3]
+    base_url = argv[4] if backend == "openai" else None
     out.mkdir(parents=True, exist_ok=True)
     rows = json.loads(data.read_text())
     rng = random.Random(SEED)
@@ -73,16 +78,17 @@ def main(argv: list[str]) -> int:
         requests.append(Request(row, judge_prompt(row["question"], first, second), 0))
         meta.append("judge")
 
-    settings = dict(teacher_defaults(), backend="openai", base_url=base_url, model=model,
+    settings = dict(teacher_defaults(), backend=backend, base_url=base_url, model=model,
                     concurrency=1, timeout_s=900.0, max_retries=1)
+    batch_size = 2 if backend == "openai" else 16
     files = {"teacher": out / "raw_teacher.jsonl", "rationalize": out / "raw_teacher.jsonl",
              "judge": out / "raw_judge.jsonl"}
     for path in set(files.values()):
         path.write_text("")
     with make_teacher(settings, cache_path=out / "cache.sqlite") as teacher:
-        for start in range(0, len(requests), 2):
-            batch = requests[start:start + 2]
-            for request, kind, completion in zip(batch, meta[start:start + 2],
+        for start in range(0, len(requests), batch_size):
+            batch = requests[start:start + batch_size]
+            for request, kind, completion in zip(batch, meta[start:start + batch_size],
                                                  teacher.complete_many(batch, progress=False)):
                 record = {"kind": kind, "qid": request.record["qid"], "question": request.record["question"],
                           "gold": request.record["answer"], "sample": request.sample_index,
