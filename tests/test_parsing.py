@@ -175,3 +175,9 @@ def test_correcting_the_students_guess_is_not_a_contradiction():
     text = ("## Step-by-Step Reasoning\n1. A fact.\n\n## Final Assessment\n"
             "The answer is **NO**, not **YES** as the draft guessed.")
     assert parse_teacher_reply(text) == (False, ["A fact."], None)
+
+
+def test_steps_written_as_headings_stay_steps():
+    text = ("## Step-by-Step Reasoning\n### Step 1: **Where is Paris?**\nIn France.\n"
+            "### 2. Is France in Europe?\nYes.\n\n### Notes\nnot a step\n\n## Final Assessment\nthe answer is: **YES**")
+    assert parse_teacher(text) == (True, ["Where is Paris? In France.", "Is France in Europe? Yes."])

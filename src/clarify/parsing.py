@@ -64,6 +64,7 @@ _HEADING = re.compile(
     re.IGNORECASE,
 )
 _OTHER_HEADING = re.compile(r"^\s*#{1,6}\s+\S")
+_STEP_HEADING = re.compile(r"^\s*#{1,6}\s+(?=(?:\*\*|__)?(?:step\s*)?\d{1,3}\s*[.):])", re.IGNORECASE)  # "### Step 1: ..."
 _ITEM = re.compile(
     r"^\s*(?:(?:\*\*|__)?(?:step\s*)?\d{1,3}\s*[.):](?:\*\*|__)?|[-*\u2022+])\s+(.*\S)\s*$",
     re.IGNORECASE,
@@ -100,7 +101,8 @@ def _heading(line: str) -> str | None:
 
 def _sections(text: str) -> dict[str, list[str]]:
     """Lines by section; text after a heading on its line starts the section; a repeated
-    heading is ignored (the first section counts) and an unknown ``#`` heading closes one."""
+    heading is ignored (the first section counts) and an unknown ``#`` heading closes one
+    (``### Step 2: ...`` inside a section is a step, not a heading)."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in (text or "").splitlines():
@@ -114,7 +116,9 @@ def _sections(text: str) -> dict[str, list[str]]:
             if rest:
                 current.append(rest)
             continue
-        if _OTHER_HEADING.match(line):
+        if current is not None and _STEP_HEADING.match(line):
+            line = _STEP_HEADING.sub("", line)  # a step written as a heading is a step
+        elif _OTHER_HEADING.match(line):
             current = None
             continue
         if current is not None:
