@@ -86,6 +86,8 @@ def test_running_text_is_not_a_heading():
     ("Putting it together: the facts show it cannot happen.\nSo the answer is **no**.", False),
     ("The facts say otherwise. **No.**", False),
     ("No, it could not.", False),
+    ("Therefore, the answer to the question is yes.", True),
+    ("So the final answer would be: **No**", False),
     ("At first the answer is: NO, but\nBased on this analysis, the answer is: **YES**", True),
 ])
 def test_final_answer_anywhere_in_the_section(final_section, final):

@@ -70,7 +70,8 @@ _ITEM = re.compile(
     re.IGNORECASE,
 )
 _ANSWER_IS = re.compile(
-    r"answer(?:\s+is)?\s*:?\s*(?:\*\*|__)?\s*\[?\s*(yes|no)\b(?!\s*/)", re.IGNORECASE)
+    r"answer(?:\s+to\s+(?:the|this|your)\s+question)?(?:\s+(?:is|would\s+be|should\s+be))?\s*:?\s*"
+    r"(?:\*\*|__)?\s*\[?\s*(yes|no)\b(?!\s*/)", re.IGNORECASE)
 _BOLD_WORD = re.compile(r"(?:\*\*|__)\s*\[?\s*(yes|no)\s*[.!]?\s*\]?\s*(?:\*\*|__)", re.IGNORECASE)
 _BARE_LINE = re.compile(r"^\s*(yes|no)\b(?!\s*/)\s*[.!,:;-]?", re.IGNORECASE)
 _BOTH = re.compile(r"\b(?:yes\s*(?:and|or|/)\s*no|no\s*(?:and|or|/)\s*yes)\b", re.IGNORECASE)
