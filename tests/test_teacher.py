@@ -69,8 +69,8 @@ Based on this analysis, the answer is: **YES**"""
     # the final answer counts only in its section; an echo of the template is not an answer
     ("## Step-by-Step Reasoning\n1. The answer is yes.\n\n## Final Assessment\n"
      "Based on this analysis, the answer is: **[YES/NO]**", None, ["The answer is yes."]),
-    # no Final Assessment at all
-    ("## Step-by-Step Reasoning\n1. Something.\nThe answer is: **NO**", None, ["Something. The answer is: **NO**"]),
+    # no Final Assessment at all (markdown is stripped from steps: issue 18)
+    ("## Step-by-Step Reasoning\n1. Something.\nThe answer is: **NO**", None, ["Something. The answer is: NO"]),
     # no steps
     ("## Final Assessment\nthe answer is **No**.", False, []),
     ("", None, []),

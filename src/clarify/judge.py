@@ -20,12 +20,11 @@ count against the judge's own spend caps (``judge.max_total_tokens``, ``judge.ma
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .parsing import parse_verdict
 from .stats import bootstrap_mean_ci
 from .teacher import Request, Teacher, make_teacher
 
@@ -70,47 +69,6 @@ def judge_prompt(question: str, first: list[str], second: list[str]) -> str:
         f"Set 2:\n{_format_set(second)}\n\n"
         "Which set helps more? End with \"Verdict: 1\", \"Verdict: 2\" or \"Verdict: tie\"."
     )
-
-
-# --- parsing the reply -------------------------------------------------------------------------
-
-_VERDICT_LINE = re.compile(r"^[\s>#*_`-]*(?:(?:final|my|overall)\s+)?verdict[\s*_`]*[:=\-][\s*_`]*(.*?)\s*$",
-                           re.IGNORECASE | re.MULTILINE)
-# "1", "Set 1", "set 2." but not a template echo like "1, 2 or tie" / "1/2/tie"
-_SET = re.compile(r"(?:set\s*)?([12])\b(?!\s*(?:[,/|]|or\b|and\b))", re.IGNORECASE)
-_TIE = re.compile(r"(?:(?:it\s*'?\s*s\s+)?a\s+)?(tie|tied|equal|equally)\b(?!\s*(?:[,/|]|or\b))", re.IGNORECASE)
-
-
-def _value(text: str) -> str:
-    """A verdict value with markdown, brackets and quotes removed."""
-    return re.sub(r"[*_`\"'\[\]()]", "", text).strip()
-
-
-def _read(value: str, whole: bool) -> str:
-    value = _value(value)
-    if whole:  # a bare reply must be nothing but the verdict
-        value = value.rstrip(".!")
-        match = _SET.fullmatch(value) or _TIE.fullmatch(value)
-    else:
-        match = _SET.match(value) or _TIE.match(value)
-    if match is None:
-        return "invalid"
-    token = match.group(1).lower()
-    return {"1": "first", "2": "second"}.get(token, "tie")
-
-
-def parse_verdict(text: str | None) -> str:
-    """``"first"``, ``"second"``, ``"tie"`` or ``"invalid"``.
-
-    The last ``Verdict:`` line decides (any case, markdown tolerated; ``1``, ``Set 1``, ``2``,
-    ``tie``, ``equal``); a reply with no such line parses only if it is a bare verdict
-    (``"1"``, ``"Set 2."``, ``"tie"``).
-    """
-    text = text or ""
-    lines = _VERDICT_LINE.findall(text)
-    if lines:
-        return _read(lines[-1], whole=False)
-    return _read(text.strip(), whole=True)
 
 
 # --- judging pairs -----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from typing import Callable, Iterable
 
 from .cache import CallCache, cache_key
 from .errors import InputError
+from .parsing import parse_teacher
 from .prompts import answer_word
 
 log = logging.getLogger(__name__)
@@ -124,104 +125,6 @@ class SpendCapReached(InputError):
 
 class TeacherRequestsFailed(InputError):
     """Some requests failed for good (retries exhausted, rejected); the rest are cached."""
-
-
-# --- parsing -----------------------------------------------------------------------------------
-
-_HEADING = re.compile(
-    r"^\s*(#{1,6})?\s*(\*\*|__)?\s*(teaching\s+analysis|step[-\s]*by[-\s]*step\s+reasoning|final\s+assessment)"
-    r"\s*(\*\*|__)?\s*(:)?\s*(\*\*|__)?\s*(.*?)\s*$",
-    re.IGNORECASE,
-)
-_OTHER_HEADING = re.compile(r"^\s*#{1,6}\s+\S")
-_ITEM = re.compile(
-    r"^\s*(?:(?:\*\*|__)?(?:step\s*)?\d{1,3}\s*[.):](?:\*\*|__)?|[-*\u2022+])\s+(.*\S)\s*$",
-    re.IGNORECASE,
-)
-_ANSWER_IS = re.compile(
-    r"answer(?:\s+is)?\s*:?\s*(?:\*\*|__)?\s*\[?\s*(yes|no)\b(?!\s*/)", re.IGNORECASE)
-_BOLD_WORD = re.compile(r"(?:\*\*|__)\s*\[?\s*(yes|no)\s*[.!]?\s*\]?\s*(?:\*\*|__)", re.IGNORECASE)
-_BARE_LINE = re.compile(r"^\s*(yes|no)\b(?!\s*/)\s*[.!,:;-]?", re.IGNORECASE)
-
-
-def _section_name(heading: str) -> str:
-    words = re.sub(r"[^a-z]+", " ", heading.lower()).split()
-    if words[:1] == ["teaching"]:
-        return "analysis"
-    if words[:1] == ["final"]:
-        return "final"
-    return "steps"
-
-
-def parse_final(lines: list[str]) -> bool | None:
-    """The final answer in a Final Assessment section, or None when it does not state one."""
-    text = "\n".join(lines)
-    for pattern in (_ANSWER_IS, _BOLD_WORD):
-        found = pattern.findall(text)
-        if found:
-            return found[-1].lower() == "yes"
-    bare = [m.group(1) for line in lines if (m := _BARE_LINE.match(line))]
-    if bare:
-        return bare[-1].lower() == "yes"
-    return None
-
-
-def parse_steps(lines: list[str]) -> list[str]:
-    """Numbered (``1.``, ``1)``, ``Step 1:``) or bulleted items; continuation lines joined.
-
-    A line right under an item continues it; after a blank line only an indented line does.
-    Text before the first item and unindented paragraphs after a blank line are not steps.
-    """
-    steps: list[list[str]] = []
-    open_item = False
-    blank = False
-    for line in lines:
-        if not line.strip():
-            blank = True
-            continue
-        match = _ITEM.match(line)
-        if match:
-            steps.append([match.group(1)])
-            open_item, blank = True, False
-            continue
-        indented = line[:1].isspace()
-        if open_item and (not blank or indented):
-            steps[-1].append(line.strip())
-        else:
-            open_item = False
-        blank = False
-    joined = (" ".join(" ".join(parts).split()) for parts in steps)
-    return [step for step in joined if step]
-
-
-def parse_teacher(text: str) -> tuple[bool | None, list[str]]:
-    """Parse a response in the teacher format: ``(final answer or None, steps)``.
-
-    The final answer comes only from the "Final Assessment" section (``the answer is: **YES**``;
-    missing bold, any case and ``Yes.`` on its own line are tolerated); the steps from the
-    numbered or bulleted lines of the "Step-by-Step Reasoning" section.
-    """
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in (text or "").splitlines():
-        match = _HEADING.match(line)
-        if match and (match.group(1) or match.group(2) or match.group(5) or not match.group(7)):
-            name = _section_name(match.group(3))
-            if name in sections:
-                current = None  # a repeated heading: keep the first section
-                continue
-            current = sections.setdefault(name, [])
-            if match.group(7):
-                current.append(match.group(7))
-            continue
-        if _OTHER_HEADING.match(line):
-            current = None
-            continue
-        if current is not None:
-            current.append(line)
-    final = parse_final(sections["final"]) if "final" in sections else None
-    steps = parse_steps(sections.get("steps", []))
-    return final, steps
 
 
 # --- the shared machinery ----------------------------------------------------------------------
