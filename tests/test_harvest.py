@@ -10,8 +10,9 @@ from clarify.errors import InputError
 from clarify.teacher import Completion
 from clarify.prompts import answer_word, rationalization_prompt, teacher_prompt
 
+# These tests are about votes over invalid samples: they accept any share of them knowingly.
 SETTINGS = {"backend": "fake", "model": "fake-1", "samples": 3, "on_disagreement": "rationalize",
-            "rationalize_samples": 2}
+            "rationalize_samples": 2, "accept_invalid_fraction": 1.0}
 
 
 def response_text(final, steps, extra=""):

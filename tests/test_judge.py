@@ -12,7 +12,9 @@ import pytest
 
 import fake_openai_server
 from clarify.errors import InputError
-from clarify.judge import judge_pairs, judge_prompt, make_judge, parse_verdict, summarize
+from clarify.judge import judge_pairs, make_judge, summarize
+from clarify.parsing import parse_verdict
+from clarify.prompts import judge_prompt
 from clarify.teacher import SpendCapReached, Teacher
 from fake_openai_server import FakeOpenAIServer
 from harvest_child import teacher_defaults

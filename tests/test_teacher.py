@@ -19,8 +19,9 @@ import pytest
 from clarify.cache import CallCache, cache_key
 from clarify.errors import InputError
 from clarify.prompts import rationalization_prompt, teacher_prompt
+from clarify.parsing import parse_teacher
 from clarify.teacher import (Completion, Request, SpendCapReached, TeacherRequestsFailed, gold_response,
-                             make_teacher, parse_teacher)
+                             make_teacher)
 from fake_openai_server import FakeOpenAIServer
 from harvest_child import make_requests, teacher_defaults
 
