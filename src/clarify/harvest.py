@@ -13,6 +13,11 @@ and handles the questions whose vote disagrees with gold (or is invalid) the way
 * ``keep_gold``: ``kept_gold``: the gold answer with the steps of the wrong majority's first
   parsed sample (``steps_from`` says which sample the steps came from).
 
+A sample that stays invalid after the retries (no final answer or no steps) fails the harvest
+with a count (:class:`InvalidTeacherSamples`) unless ``accept_invalid_fraction`` allows that
+share; what was harvested stays cached, and the API backend asks again for exactly the invalid
+ones on the next run.
+
 No question is ever dropped silently: every input question has exactly one output row, and
 :func:`accounting` counts every row by gold label and status (the seed lost 31.5% of its
 questions to teacher disagreement, almost all "Yes", and never said so; DESIGN section 6.2).
