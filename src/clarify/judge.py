@@ -20,55 +20,28 @@ count against the judge's own spend caps (``judge.max_total_tokens``, ``judge.ma
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
 from .parsing import parse_verdict
+from .prompts import judge_prompt
 from .stats import bootstrap_mean_ci
-from .teacher import Request, Teacher, make_teacher
+from .teacher import Request, Teacher, judge_backends, make_teacher
 
-BACKENDS = ("openai", "hf")
+log = logging.getLogger(__name__)
 ORDERS = ("ab", "ba")
 VERDICTS = ("a", "b", "tie", "invalid", "skipped")
 SCORE = {"a": 1.0, "tie": 0.5, "invalid": 0.5, "skipped": 0.5, "b": 0.0}
 TEXT_CHARS = 500  # raw judge replies kept in the frame (truncated)
 
-_INSTRUCTIONS = (
-    "You are judging clarifying sub-questions. A student who must answer the yes/no question "
-    "below first wrote some sub-questions to clarify what the answer depends on. Two students "
-    "wrote the two sets of sub-questions shown. Decide which set would help more to answer the "
-    "yes/no question correctly. Consider:\n"
-    "- relevance: each sub-question asks about something the answer actually depends on;\n"
-    "- sufficiency: answering the sub-questions would settle the yes/no question;\n"
-    "- no redundancy: no repeated or useless sub-questions.\n"
-    "The order of the sets and their length say nothing about their quality. "
-    "Do not answer the yes/no question itself. Give at most two sentences of justification, "
-    "then end your reply with exactly one line: \"Verdict: 1\" if Set 1 is better, "
-    "\"Verdict: 2\" if Set 2 is better, or \"Verdict: tie\" if they are equally helpful."
-)
 
 
 def _clean(questions) -> list[str]:
     return [" ".join(str(q).split()) for q in (questions or []) if str(q).strip()]
-
-
-def _format_set(questions: list[str]) -> str:
-    questions = _clean(questions)
-    if not questions:
-        return "(none)"
-    return "\n".join(f"- {q}" for q in questions)
-
-
-def judge_prompt(question: str, first: list[str], second: list[str]) -> str:
-    """The judge's prompt: ``first`` shown as Set 1, ``second`` as Set 2 ("(none)" if empty)."""
-    return (
-        f"{_INSTRUCTIONS}\n\n"
-        f"Yes/no question: {' '.join(str(question).split())}\n\n"
-        f"Set 1:\n{_format_set(first)}\n\n"
-        f"Set 2:\n{_format_set(second)}\n\n"
-        "Which set helps more? End with \"Verdict: 1\", \"Verdict: 2\" or \"Verdict: tie\"."
-    )
 
 
 # --- judging pairs -----------------------------------------------------------------------------
@@ -179,8 +152,57 @@ def make_judge(settings: dict, cache_path=None) -> Teacher:
     """The judge client for ``settings`` (the ``teacher`` section's keys: backend, model,
     base_url, temperature, max_tokens, concurrency, timeout_s, max_retries, cache,
     max_total_tokens, max_cost_usd, prices). ``cache_path`` defaults to ``settings["cache"]``
-    (``False``: no cache). Backends: ``openai`` or ``hf`` (the gold teacher cannot judge)."""
+    (``False``: no cache). Backends: those of the registry that can judge (not gold).
+    Every reply is final (an unreadable verdict is a tie), so cached replies are never re-asked."""
     backend = settings.get("backend")
-    if backend not in BACKENDS:
-        raise InputError(f"judge.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
-    return make_teacher(settings, cache_path, role="judge")
+    allowed = judge_backends()
+    if backend not in allowed:
+        raise InputError(f"judge.backend: {backend!r} is not one of {', '.join(allowed)}")
+    return make_teacher(settings, cache_path, role="judge", reask_invalid=False)
+
+
+# --- the rule: every configured pair of models -------------------------------------------------
+
+def draft_questions(path, max_questions=None) -> pd.DataFrame:
+    """``qid`` and the clarifying ``questions`` of each scored draft in ``path`` (a scores
+    parquet with a ``generated`` column), the first ``max_questions`` rows (None = all)."""
+    from .drafts import draft_from_raw
+
+    frame = pd.read_parquet(path)
+    if max_questions:
+        frame = frame.iloc[:max_questions]
+    return pd.DataFrame({"qid": frame["qid"], "questions": [draft_from_raw(raw)["questions"]
+                                                           for raw in frame["generated"]]})
+
+
+def resolve_model(settings: dict, student_dir) -> dict:
+    """``settings`` with ``model: student`` (hf) replaced by the prepared student's folder."""
+    from .models import read_manifest
+
+    settings = dict(settings)
+    if settings["backend"] == "hf" and settings["model"] == "student":
+        settings["model"] = read_manifest(Path(student_dir) / "manifest.json")["path"]
+    return settings
+
+
+def judge_models(judge: Teacher, questions: dict[str, str], drafts: dict[str, str], pairs,
+                 max_questions=None, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
+    """Judge every pair ``[A, B]`` of ``pairs``: ``drafts`` maps a model name to its drafts
+    parquet, ``questions`` a qid to its text. Returns (all verdict rows with ``model_a`` and
+    ``model_b`` first, one summary per pair)."""
+    frames, summaries = [], []
+    for first, second in pairs:
+        a = draft_questions(drafts[first], max_questions)
+        b = draft_questions(drafts[second], max_questions)
+        if list(a["qid"]) != list(b["qid"]):
+            raise InputError(f"judge: {first} and {second} drafted different questions")
+        items = [{"qid": qid, "question": questions[qid], "questions_a": qa, "questions_b": qb}
+                 for qid, qa, qb in zip(a["qid"], a["questions"], b["questions"])]
+        frame = judge_pairs(judge, items, progress=progress)
+        frame.insert(0, "model_a", first)
+        frame.insert(1, "model_b", second)
+        frames.append(frame)
+        summary = {"model_a": first, "model_b": second, **summarize(frame, seed=seed)}
+        summaries.append(summary)
+        log.info("judge %s vs %s: %s", first, second, summary)
+    return pd.concat(frames, ignore_index=True), summaries

@@ -189,3 +189,38 @@ def rationalization_prompt(question: str, draft: dict | None, gold: bool) -> str
         + f"\n\nHint: the correct answer is {answer_word(gold).upper()}. Reason to it from facts, "
         "and do not mention that you were given the answer or a hint."
     )
+
+
+# --- judge -------------------------------------------------------------------------------------
+
+JUDGE_INSTRUCTIONS = (
+    "You are judging clarifying sub-questions. A student who must answer the yes/no question "
+    "below first wrote some sub-questions to clarify what the answer depends on. Two students "
+    "wrote the two sets of sub-questions shown. Decide which set would help more to answer the "
+    "yes/no question correctly. Consider:\n"
+    "- relevance: each sub-question asks about something the answer actually depends on;\n"
+    "- sufficiency: answering the sub-questions would settle the yes/no question;\n"
+    "- no redundancy: no repeated or useless sub-questions.\n"
+    "The order of the sets and their length say nothing about their quality. "
+    "Do not answer the yes/no question itself. Give at most two sentences of justification, "
+    "then end your reply with exactly one line: \"Verdict: 1\" if Set 1 is better, "
+    "\"Verdict: 2\" if Set 2 is better, or \"Verdict: tie\" if they are equally helpful."
+)
+
+
+def _judge_set(questions) -> str:
+    questions = [" ".join(str(q).split()) for q in (questions or []) if str(q).strip()]
+    if not questions:
+        return "(none)"
+    return "\n".join(f"- {q}" for q in questions)
+
+
+def judge_prompt(question: str, first: list[str], second: list[str]) -> str:
+    """The judge's prompt: ``first`` shown as Set 1, ``second`` as Set 2 ("(none)" if empty)."""
+    return (
+        f"{JUDGE_INSTRUCTIONS}\n\n"
+        f"Yes/no question: {' '.join(str(question).split())}\n\n"
+        f"Set 1:\n{_judge_set(first)}\n\n"
+        f"Set 2:\n{_judge_set(second)}\n\n"
+        "Which set helps more? End with \"Verdict: 1\", \"Verdict: 2\" or \"Verdict: tie\"."
+    )
