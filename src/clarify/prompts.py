@@ -180,6 +180,22 @@ def parse_raw_draft(raw: str) -> dict:
     return parse_draft(raw.removeprefix(draft_cue(include_guess)), include_guess)
 
 
+def draft_context_parts(draft: dict) -> list[tuple[str, str]]:
+    """The lines of :func:`draft_context`, each named by what it shows: ``"guess"`` (the first
+    guess and its reason), ``"questions"`` (the clarifying sub-questions) or ``"unparsed"`` (an
+    unparsed draft's raw text). Attribution reads the draft's parts from here."""
+    if draft.get("guess") is None:
+        if draft.get("parse_ok") and draft.get("questions"):
+            return [("questions", "Draft questions: " + " ".join(draft["questions"]))]
+        raw = " ".join(draft.get("raw", "").split()).removeprefix(ANSWER_CUE).strip()
+        return [("unparsed", "Draft: " + (raw.replace(ANSWER_CUE, "Guess:") or "(empty)"))]
+    parts = [("guess", f"Draft guess: {answer_word(draft['guess'])}"
+                       + (f" - {draft['reason']}" if draft.get("reason") else ""))]
+    if draft.get("questions"):
+        parts.append(("questions", "Draft questions: " + " ".join(draft["questions"])))
+    return parts
+
+
 def draft_context(draft: dict) -> str:
     """How a draft is shown before the answer slot (draft mode, DPO prompts).
 
@@ -187,15 +203,7 @@ def draft_context(draft: dict) -> str:
     appears once per prompt. A parsed draft without a guess shows only its questions. An
     unparsed draft is shown as its raw text.
     """
-    if draft.get("guess") is None:
-        if draft.get("parse_ok") and draft.get("questions"):
-            return "Draft questions: " + " ".join(draft["questions"])
-        raw = " ".join(draft.get("raw", "").split()).removeprefix(ANSWER_CUE).strip()
-        return "Draft: " + (raw.replace(ANSWER_CUE, "Guess:") or "(empty)")
-    lines = [f"Draft guess: {answer_word(draft['guess'])}" + (f" - {draft['reason']}" if draft.get("reason") else "")]
-    if draft.get("questions"):
-        lines.append("Draft questions: " + " ".join(draft["questions"]))
-    return "\n".join(lines)
+    return "\n".join(text for _, text in draft_context_parts(draft))
 
 
 # --- teacher -----------------------------------------------------------------------------------
