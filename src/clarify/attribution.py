@@ -124,6 +124,23 @@ def path_points(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     raise InputError(f"attribution.method: must be one of {METHODS}, got {method!r}")
 
 
+def check_settings(settings: dict) -> None:
+    """Raise InputError for ``attribution`` settings that cannot run (before any model is loaded)."""
+    steps, max_steps = settings["steps"], settings.get("max_steps")
+    tolerance, batch_size = settings.get("tolerance"), settings["batch_size"]
+    if settings["baseline"] not in BASELINES:
+        raise InputError(f"attribution.baseline: must be one of {BASELINES}, got {settings['baseline']!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"attribution.steps: must be an integer >= 1, got {steps!r}")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < steps):
+        raise InputError(f"attribution.max_steps: must be an integer >= attribution.steps ({steps}), got {max_steps!r}")
+    if tolerance is not None and not tolerance > 0:
+        raise InputError(f"attribution.tolerance: must be > 0, got {tolerance!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"attribution.batch_size: must be an integer >= 1, got {batch_size!r}")
+    path_points(steps, settings["method"])  # the method, and the steps it accepts
+
+
 class _Path:
     """The straight path from the baseline embeddings to the prompt's, for one prompt.
 
@@ -196,18 +213,9 @@ def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baselin
     last level), "points_evaluated" (gradients computed, over every level), "converged" (None when
     fixed), "history" ([(steps, completeness_error)] per level)}``.
     """
-    if baseline not in BASELINES:
-        raise InputError(f"attribution.baseline: must be one of {BASELINES}, got {baseline!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"attribution.steps: must be an integer >= 1, got {steps!r}")
     max_steps = steps if max_steps is None else max_steps
-    if not isinstance(max_steps, int) or max_steps < steps:
-        raise InputError(f"attribution.max_steps: must be an integer >= attribution.steps ({steps}), got {max_steps!r}")
-    if tolerance is not None and not tolerance > 0:
-        raise InputError(f"attribution.tolerance: must be > 0, got {tolerance!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"attribution.batch_size: must be an integer >= 1, got {batch_size!r}")
-    path_points(steps, method)  # the method and the steps it accepts, before any model work
+    check_settings({"steps": steps, "max_steps": max_steps, "tolerance": tolerance, "batch_size": batch_size,
+                    "baseline": baseline, "method": method})
     if not getattr(tokenizer, "is_fast", False):
         raise InputError(f"attribution: needs a fast tokenizer (character offsets); got {type(tokenizer).__name__}")
     if baseline == "pad" and tokenizer.pad_token_id is None:
