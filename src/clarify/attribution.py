@@ -393,8 +393,8 @@ def attribution_verdict(summary: dict | pd.Series, target_share: float, min_conv
     share = converged / measured
     counts = f"{converged}/{measured} questions converged within {tolerance:.0%}"
     if share < min_converged_share:
-        return "not measured", (f"only {counts} ({share:.0%} < {min_converged_share:.0%}); "
-                                f"error {summary['error_share']:.1%} of the summed margin change: raise attribution.max_steps")
+        return "not measured", (f"only {counts} ({share:.0%} < {min_converged_share:.0%}); error "
+                                f"{summary['error_share']:.1%} of the summed margin change: raise attribution.max_steps")
     verdict = "met" if summary["subquestions_share"] >= target_share else "not met"
     return verdict, (f"sub-question share {summary['subquestions_share']:.1%} (guess {summary['guess_share']:.1%}) "
                      f"over {counts}")
