@@ -117,46 +117,93 @@ DRAFT_INSTRUCTIONS = (
     "Questions: <focused question>? <key uncertainty>?"
 )
 
+#: The cue a draft without a guess (``drafts.include_guess: false``) is generated after.
+QUESTIONS_CUE = "Questions:"
+
+#: Instructions for a draft of clarifying sub-questions alone: no first guess to anchor the answer.
+QUESTIONS_ONLY_INSTRUCTIONS = (
+    "Do not answer the yes/no question yet. Write only the clarifying sub-questions you would "
+    "need answered to be sure of the answer. Use exactly this format:\n"
+    "Questions: <focused question>? <key uncertainty>?"
+)
+
 _DRAFT_ANSWER = re.compile(r"^\s*(yes|no)\b[\s,.:;-]*(.*)$", re.IGNORECASE | re.DOTALL)
 _QUESTIONS_LINE = re.compile(r"^\s*Questions?\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
-def draft_request(question: str) -> str:
-    """The prompt a student draft is generated from; it ends at ``Answer:`` (the seed's format)."""
-    return f"{DRAFT_INSTRUCTIONS}\n\n{question_line(question)}\n{ANSWER_CUE}"
+def draft_cue(include_guess: bool = True) -> str:
+    """What a draft request ends with, and what a stored draft's ``raw`` text starts with:
+    ``Answer:`` (guess first, the seed's format) or ``Questions:`` (sub-questions alone)."""
+    return ANSWER_CUE if include_guess else QUESTIONS_CUE
 
 
-def parse_draft(generated: str) -> dict:
-    """Parse the text generated after :func:`draft_request`.
+def draft_request(question: str, include_guess: bool = True) -> str:
+    """The prompt a student draft is generated from.
 
-    Returns ``{"guess": True/False/None, "reason": str, "questions": [str], "parse_ok": bool}``;
-    a draft parses when it starts with Yes/No and has at least one question ending in '?'.
+    With a guess it ends at ``Answer:`` (the seed's format); without (``drafts.include_guess:
+    false``) it asks only for the clarifying sub-questions and ends at ``Questions:``.
     """
+    instructions = DRAFT_INSTRUCTIONS if include_guess else QUESTIONS_ONLY_INSTRUCTIONS
+    return f"{instructions}\n\n{question_line(question)}\n{draft_cue(include_guess)}"
+
+
+def _split_questions(text: str) -> list[str]:
+    return [q.strip() + "?" for q in text.split("?")[:-1] if q.strip()]
+
+
+def parse_draft(generated: str, include_guess: bool = True) -> dict:
+    """Parse the text generated after :func:`draft_request` (same ``include_guess``).
+
+    Returns ``{"guess": True/False/None, "reason": str, "questions": [str], "parse_ok": bool}``.
+    With a guess, a draft parses when it starts with Yes/No and has at least one question ending
+    in '?'. Without, ``guess`` is None, ``reason`` is empty, the questions are read from the first
+    line, and the draft parses when it has at least one question ending in '?'.
+    """
+    if not include_guess:
+        first = generated.strip().partition("\n")[0]
+        questions = _split_questions(_QUESTIONS_LINE.sub(r"\1", first))
+        return {"guess": None, "reason": "", "questions": questions, "parse_ok": bool(questions)}
     first, _, rest = generated.strip().partition("\n")
     match = _DRAFT_ANSWER.match(first)
     guess = None if match is None else match.group(1).lower() == "yes"
     reason = match.group(2).strip() if match else first.strip()
     questions_match = _QUESTIONS_LINE.search(rest)
-    questions = []
-    if questions_match:
-        questions = [q.strip() + "?" for q in questions_match.group(1).split("?")[:-1] if q.strip()]
+    questions = _split_questions(questions_match.group(1)) if questions_match else []
     return {"guess": guess, "reason": reason, "questions": questions,
             "parse_ok": guess is not None and bool(questions)}
+
+
+def parse_raw_draft(raw: str) -> dict:
+    """Parse a stored draft's ``raw`` text (its cue + what was generated); the cue it starts with
+    says which form it is (``Questions:`` = no guess; anything else is read as the guess form)."""
+    include_guess = not raw.startswith(QUESTIONS_CUE)
+    return parse_draft(raw.removeprefix(draft_cue(include_guess)), include_guess)
+
+
+def draft_context_parts(draft: dict) -> list[tuple[str, str]]:
+    """The lines of :func:`draft_context`, each named by what it shows: ``"guess"`` (the first
+    guess and its reason), ``"questions"`` (the clarifying sub-questions) or ``"unparsed"`` (an
+    unparsed draft's raw text). Attribution reads the draft's parts from here."""
+    if draft.get("guess") is None:
+        if draft.get("parse_ok") and draft.get("questions"):
+            return [("questions", "Draft questions: " + " ".join(draft["questions"]))]
+        raw = " ".join(draft.get("raw", "").split()).removeprefix(ANSWER_CUE).strip()
+        return [("unparsed", "Draft: " + (raw.replace(ANSWER_CUE, "Guess:") or "(empty)"))]
+    parts = [("guess", f"Draft guess: {answer_word(draft['guess'])}"
+                       + (f" - {draft['reason']}" if draft.get("reason") else ""))]
+    if draft.get("questions"):
+        parts.append(("questions", "Draft questions: " + " ".join(draft["questions"])))
+    return parts
 
 
 def draft_context(draft: dict) -> str:
     """How a draft is shown before the answer slot (draft mode, DPO prompts).
 
     The guess is shown as "Draft guess", never as a second "Answer:", so the answer cue
-    appears once per prompt. An unparsed draft is shown as its raw text.
+    appears once per prompt. A parsed draft without a guess shows only its questions. An
+    unparsed draft is shown as its raw text.
     """
-    if draft.get("guess") is None:
-        raw = " ".join(draft.get("raw", "").split()).removeprefix(ANSWER_CUE).strip()
-        return "Draft: " + (raw.replace(ANSWER_CUE, "Guess:") or "(empty)")
-    lines = [f"Draft guess: {answer_word(draft['guess'])}" + (f" - {draft['reason']}" if draft.get("reason") else "")]
-    if draft.get("questions"):
-        lines.append("Draft questions: " + " ".join(draft["questions"]))
-    return "\n".join(lines)
+    return "\n".join(text for _, text in draft_context_parts(draft))
 
 
 # --- teacher -----------------------------------------------------------------------------------
