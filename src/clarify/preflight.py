@@ -70,17 +70,21 @@ def stop_on_problems(findings: list[Finding], planned_rules=None) -> None:
 # --- API keys ----------------------------------------------------------------------------------
 
 def api_key_findings(config: dict) -> list[Finding]:
-    from .teacher import env_setting  # the teacher's own lookup: environment, then ./.env
-
     findings = []
     for role in ("teacher", "judge"):
         name = API_KEYS.get(config[role]["backend"])
-        if name and not env_setting(name):
+        if name and not _key_is_set(name):
             findings.append(Finding(
                 f"{role}.backend is {config[role]['backend']} but {name} is not set (environment or .env); "
                 f"export it, put it in a git-ignored .env, or use {role}.backend {OFFLINE_ALTERNATIVE[role]}",
                 rules=RULES_OF_ROLE[role]))
     return findings
+
+
+def _key_is_set(name: str) -> bool:
+    from .teacher import env_setting  # the teacher's own lookup: environment, then ./.env
+
+    return bool(env_setting(name))
 
 
 # --- The student -------------------------------------------------------------------------------
