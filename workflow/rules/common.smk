@@ -63,7 +63,9 @@ def env_for(gpus):
 
 
 def backend_needs_gpu(name):
-    """Whether a teacher/judge backend runs a local model (else it calls an API or needs nothing)."""
+    """Whether a teacher/judge backend runs a local model (else it calls an API or needs nothing).
+
+    The one place rules decide this; the backend registry's own flag takes its place once it exists."""
     return name == "hf"
 
 
