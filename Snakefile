@@ -6,19 +6,19 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: "config.yaml"  # what differs from the schema's defaults (docs/config.md lists them all)
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/harvest.smk"
-include: "workflow/rules/corpora.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/phase_c.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/validation.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/common.smk"  # config validation, preflight, helpers shared by the rules
+include: "workflow/rules/data.smk"  # labelled set -> splits -> balanced train sample
+include: "workflow/rules/models.smk"  # the student, made quick to load
+include: "workflow/rules/harvest.smk"  # student drafts, teacher answers
+include: "workflow/rules/corpora.smk"  # Track A / Track B corpora, preference pairs
+include: "workflow/rules/train.smk"  # Phase A (answer-only SFT), Phase B (CoT distillation)
+include: "workflow/rules/phase_c.smk"  # Phase C (DPO), its self-guided rounds and loss comparison
+include: "workflow/rules/evaluate.smk"  # every model x eval mode, scored at the answer slot
+include: "workflow/rules/validation.smk"  # draft ablations, attribution, LLM judge
+include: "workflow/rules/report.smk"  # results/report.md and its figures
 
 
 rule all:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clarify.config import describe_error, schema_defaults, validate_config
+from clarify.config import config_reference, describe_error, schema_defaults, validate_config
 from clarify.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ def test_shipped_configs_are_valid_and_defaults_are_filled():
     assert config["eval"]["split"] == "test"
     demo = load("config.yaml")
     for section, values in load("config/demo.yaml").items():
-        demo[section].update(values)
+        demo.setdefault(section, {}).update(values)
     assert validate_config(demo, SCHEMA)["student"]["model"].startswith("pypi:")
 
 
@@ -64,3 +64,28 @@ def test_valid_config_has_no_error():
 
 def test_schema_defaults_match_what_snakemake_fills():
     assert schema_defaults(SCHEMA) == validate_config({}, SCHEMA)
+
+
+def leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def test_config_yaml_holds_only_what_differs_from_the_schema_defaults():
+    defaults = dict(leaves(schema_defaults(SCHEMA)))
+    shipped = dict(leaves(load("config.yaml")))
+    repeated = sorted(key for key, value in shipped.items() if key in defaults and defaults[key] == value)
+    assert repeated == [], f"config.yaml repeats schema defaults: {repeated}"
+    assert set(shipped) <= set(defaults)
+
+
+def test_config_reference_is_generated_from_the_schema():
+    reference = (REPO / "docs" / "config.md").read_text()
+    assert reference == config_reference(SCHEMA), "docs/config.md is stale: python -m clarify.config docs/config.md"
+    for key, _ in leaves(schema_defaults(SCHEMA)):
+        section, _, rest = key.partition(".")
+        if rest and not key.startswith(("teacher.prices.", "judge.prices.")):
+            assert f"| `{rest}` |" in reference, key

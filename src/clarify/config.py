@@ -58,3 +58,70 @@ def schema_defaults(schema_path: str | Path) -> dict:
         return node.get("default")
 
     return fill(yaml.safe_load(Path(schema_path).read_text()))
+
+
+# --- The config reference (docs/config.md), written from the schema ---------------------------
+
+def _allowed(node: dict) -> str:
+    """What a key accepts, in a few words: enum values, types and bounds."""
+    if "oneOf" in node:
+        return " or ".join(_allowed(option) for option in node["oneOf"])
+    if "const" in node:
+        return f"`{node['const']}`"
+    if "enum" in node:
+        return ", ".join(f"`{_yaml(value)}`" for value in node["enum"])
+    kinds = node.get("type", "")
+    words = " or ".join(kinds) if isinstance(kinds, list) else kinds
+    bounds = [f"{sign} {node[key]}" for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                      ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if key in node]
+    if kinds == "array" and "enum" in node.get("items", {}):
+        words += " of " + _allowed(node["items"])
+    return ", ".join([words, *bounds]) if bounds else words
+
+
+def _yaml(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
+
+
+def _cell(text) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "\\<")
+
+
+def config_reference(schema_path: str | Path) -> str:
+    """Markdown: one table per config section, every key with its default, what it accepts and means."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    lines = ["# Configuration reference", "",
+             "Generated from `workflow/schemas/config.schema.yaml` by `python -m clarify.config docs/config.md`",
+             "(a test fails when it is stale). `config.yaml` holds only what differs from these defaults;",
+             "the schema fills in the rest before any job runs and refuses unknown keys.", "",
+             _cell(schema.get("description", "")), ""]
+    for section, node in schema["properties"].items():
+        lines += [f"## `{section}`", ""]
+        if node.get("description"):
+            lines += [_cell(node["description"]), ""]
+        lines += ["| key | default | accepts | meaning |", "|---|---|---|---|"]
+        lines += _rows(node.get("properties", {}), prefix="")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rows(properties: dict, prefix: str) -> list[str]:
+    rows = []
+    for key, node in properties.items():
+        name = prefix + key
+        if node.get("type") == "object" and "properties" in node and node.get("default") == {}:
+            if node.get("description"):
+                rows.append(f"| `{name}` | | | {_cell(node['description'])} |")
+            rows += _rows(node["properties"], prefix=name + ".")
+            continue
+        default = f"`{_cell(_yaml(node['default']))}`" if "default" in node else "(required)"
+        rows.append(f"| `{name}` | {default} | {_cell(_allowed(node))} | {_cell(node.get('description', ''))} |")
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    schema_file = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    Path(sys.argv[1]).write_text(config_reference(schema_file))

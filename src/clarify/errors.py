@@ -15,13 +15,23 @@ class InputError(Exception):
     """
 
 
+INTERRUPTED = ("interrupted (Ctrl-C): finished jobs, caches and checkpoints are kept; "
+               "run the same command again to resume")
+
+
 def one_line_errors(func):
-    """Run ``func``; report an :class:`InputError` as one line on stderr and exit 1."""
+    """Run ``func``; report an :class:`InputError` as one line on stderr and exit 1, and Ctrl-C
+    (KeyboardInterrupt) as one line and exit 130, the shell's code for SIGINT: no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            logging.getLogger("clarify").error(INTERRUPTED, extra={"console": False})
+            logging.shutdown()
+            print(f"ERROR: {INTERRUPTED}", file=sys.stderr)
+            sys.exit(130)
         except InputError as exc:
             message = " ".join(str(exc).split())
             # The log file gets it; the console gets it once, without a timestamp.

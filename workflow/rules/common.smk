@@ -1,9 +1,14 @@
-# Config validation (before any job) and the helpers the rules share.
+# Before any job: the config is validated (defaults filled from the schema) and preflighted.
+# Then the helpers the rules share: what each kind of job declares, and what each job depends on.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake_interface_executor_plugins.settings import ExecMode
 
+from clarify import preflight
 from clarify.config import validate_config
+from clarify.dpo_losses import LOSSES
 from clarify.errors import InputError
 
 try:
@@ -11,14 +16,77 @@ try:
 except InputError as exc:
     raise WorkflowError(str(exc)) from None
 
+# Keys, the student and its LoRA targets, checked without loading weights. A dry run only warns
+# (it must work without an API key); a real run stops in onstart, before its first job, on those
+# that concern a job it is about to run.
+# Jobs on a cluster re-read this file: the main process has checked already.
+PREFLIGHT = preflight.check(config) if workflow.exec_mode == ExecMode.DEFAULT else []
+for _finding in PREFLIGHT:
+    logger.warning(f"preflight: {_finding}")
 
-def pick(section, *keys):
-    """The named settings of one config section: a rule's rerun trigger is exactly these."""
-    return {key: config[section][key] for key in keys}
+
+onstart:
+    try:
+        preflight.stop_on_problems(PREFLIGHT, {job.rule.name for job in workflow.dag.needrun_jobs()})
+    except InputError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+# --- What every job declares besides its inputs, outputs and params ---------------------------
+CPU_ENV = "../../envs/cpu.yaml"  # paths relative to workflow/rules/, where every rule lives
+GPU_ENV = "../../envs/gpu.yaml"
+
+
+def log_path(name):
+    return f"logs/{name}.log"
+
+
+def benchmark_path(name):
+    return f"logs/benchmarks/{name}.tsv"
 
 
 def model_resources(wildcards, attempt):
     return config["resources"]["mem_mb"] * attempt
+
+
+# Scheduler requests by kind of job (threads are their own directive). Model jobs load the student.
+LIGHT_JOB = {"mem_mb": 1000, "runtime": 5}
+DATA_JOB = {"mem_mb": 2000, "runtime": 10}
+MODEL_THREADS = config["resources"]["threads"]
+MODEL_GPUS = config["resources"]["gpu"]
+MODEL_JOB = {"mem_mb": model_resources, "runtime": config["resources"]["runtime_min"], "gpu": MODEL_GPUS}
+
+
+def env_for(gpus):
+    """The conda environment of a job that asks for ``gpus`` GPUs."""
+    return GPU_ENV if gpus else CPU_ENV
+
+
+def backend_needs_gpu(name):
+    """Whether a teacher/judge backend runs a local model (else it calls an API or needs nothing).
+
+    The one place rules decide this; the backend registry's own flag takes its place once it exists."""
+    return name == "hf"
+
+
+def backend_threads(name):
+    return MODEL_THREADS if backend_needs_gpu(name) else 1
+
+
+def backend_job(name):
+    """Scheduler requests of a teacher/judge job: a model job for a local model, else a small one."""
+    if backend_needs_gpu(name):
+        return MODEL_JOB
+    return {"mem_mb": 2000, "runtime": config["resources"]["runtime_min"], "gpu": 0}
+
+
+def backend_env(name):
+    return env_for(backend_job(name)["gpu"])
+
+
+def pick(section, *keys):
+    """The named settings of one config section: a rule's rerun trigger is exactly these."""
+    return {key: config[section][key] for key in keys}
 
 
 # Every model scored, and where its adapter comes from (the base model has none). Phase C is
@@ -34,6 +102,7 @@ ADAPTERS = {
 }
 SCORED_MODELS = list(ADAPTERS)
 EVAL_MODES = ["direct", "draft", "cot"]
+LOSS_FORMS = "|".join(LOSSES)  # the wildcard of a loss-comparison run: any registered loss form
 
 
 def score_files():
@@ -43,6 +112,10 @@ def score_files():
 def adapter_input(wildcards):
     adapter = ADAPTERS[wildcards.model]
     return {"adapter": adapter} if adapter else {}
+
+
+def eval_questions(wildcards):
+    return f"data/splits/{config['eval']['split']}.jsonl"
 
 
 def eval_settings(wildcards):
@@ -81,6 +154,10 @@ def round_init_adapter(wildcards):
     return "models/cot_phaseB" if k == 1 else f"models/dpo_phaseC/round{k - 1}"
 
 
+def previous_round_adapter(wildcards):
+    return f"models/dpo_phaseC/round{round_number(wildcards) - 1}"
+
+
 def phase_c_settings(loss=None):
     """Phase C's settings for a training job; with ``loss``, that loss form in every epoch."""
     settings = {key: value for key, value in config["phase_c"].items() if key not in ("rounds", "compare_losses")}
@@ -109,6 +186,6 @@ def judge_inputs(wildcards):
     models = sorted({model for pair in JUDGE_PAIRS for model in pair})
     inputs = {f"drafts_{model}": f"results/scores/{model}/draft.parquet" for model in models}
     inputs["questions"] = f"data/splits/{config['eval']['split']}.jsonl"
-    if config["judge"]["backend"] == "hf" and config["judge"]["model"] == "student":
+    if backend_needs_gpu(config["judge"]["backend"]) and config["judge"]["model"] == "student":
         inputs["student"] = "models/student"
     return inputs

@@ -12,15 +12,13 @@ rule build_corpora:
     params:
         corpus=config["corpus"],
     log:
-        "logs/build_corpora.log",
+        log_path("build_corpora"),
     benchmark:
-        "logs/benchmarks/build_corpora.tsv"
-    threads: 1
+        benchmark_path("build_corpora")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **LIGHT_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/build_corpora.py"
 
@@ -34,14 +32,12 @@ rule build_pairs:
     params:
         corpus=config["corpus"],
     log:
-        "logs/build_pairs.log",
+        log_path("build_pairs"),
     benchmark:
-        "logs/benchmarks/build_pairs.tsv"
-    threads: 1
+        benchmark_path("build_pairs")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **LIGHT_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/build_pairs.py"

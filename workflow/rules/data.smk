@@ -10,15 +10,13 @@ rule prepare_data:
     params:
         data=pick("data", "source", "format", "hf_split"),
     log:
-        "logs/prepare_data.log",
+        log_path("prepare_data"),
     benchmark:
-        "logs/benchmarks/prepare_data.tsv"
-    threads: 1
+        benchmark_path("prepare_data")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **DATA_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/prepare_data.py"
 
@@ -33,15 +31,13 @@ rule split_data:
     params:
         split=pick("data", "test_fraction", "dev_fraction", "split_seed", "max_questions"),
     log:
-        "logs/split_data.log",
+        log_path("split_data"),
     benchmark:
-        "logs/benchmarks/split_data.tsv"
-    threads: 1
+        benchmark_path("split_data")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **DATA_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/split_data.py"
 
@@ -54,14 +50,12 @@ rule sample_train:
     params:
         sample=pick("data", "train_samples", "sample_seed"),
     log:
-        "logs/sample_train.log",
+        log_path("sample_train"),
     benchmark:
-        "logs/benchmarks/sample_train.tsv"
-    threads: 1
+        benchmark_path("sample_train")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **LIGHT_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/sample_train.py"

@@ -4,7 +4,7 @@
 rule score:
     input:
         unpack(adapter_input),
-        questions=lambda wildcards: f"data/splits/{config['eval']['split']}.jsonl",
+        questions=eval_questions,
         student=rules.prepare_student.output.student,
     output:
         scores="results/scores/{model}/{mode}.parquet",
@@ -16,15 +16,13 @@ rule score:
         model="|".join(SCORED_MODELS),
         mode="|".join(EVAL_MODES),
     log:
-        "logs/score/{model}_{mode}.log",
+        log_path("score/{model}_{mode}"),
     benchmark:
-        "logs/benchmarks/score_{model}_{mode}.tsv"
-    threads: config["resources"]["threads"]
+        benchmark_path("score_{model}_{mode}")
+    threads: MODEL_THREADS
     resources:
-        mem_mb=model_resources,
-        gpu=config["resources"]["gpu"],
-        runtime=config["resources"]["runtime_min"],
+        **MODEL_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        env_for(MODEL_GPUS)
     script:
         "../scripts/score.py"

@@ -12,16 +12,14 @@ rule student_drafts:
         student=config["student"],
         quantization=config["quantization"],
     log:
-        "logs/student_drafts.log",
+        log_path("student_drafts"),
     benchmark:
-        "logs/benchmarks/student_drafts.tsv"
-    threads: config["resources"]["threads"]
+        benchmark_path("student_drafts")
+    threads: MODEL_THREADS
     resources:
-        mem_mb=model_resources,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"],
+        **MODEL_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        env_for(MODEL_GPUS)
     script:
         "../scripts/student_drafts.py"
 
@@ -36,15 +34,12 @@ rule teacher_harvest:
     params:
         teacher=config["teacher"],
     log:
-        "logs/teacher_harvest.log",
+        log_path("teacher_harvest"),
     benchmark:
-        "logs/benchmarks/teacher_harvest.tsv"
-    threads: 1
+        benchmark_path("teacher_harvest")
     resources:
-        mem_mb=lambda wildcards, attempt: model_resources(wildcards, attempt) if config["teacher"]["backend"] == "hf" else 2000,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"] if config["teacher"]["backend"] == "hf" else 0,
+        **backend_job(config["teacher"]["backend"]),
     conda:
-        "../../envs/cpu.yaml"
+        backend_env(config["teacher"]["backend"])
     script:
         "../scripts/teacher_harvest.py"

@@ -7,14 +7,13 @@ rule prepare_student:
     params:
         student=pick("student", "model"),
     log:
-        "logs/prepare_student.log",
+        log_path("prepare_student"),
     benchmark:
-        "logs/benchmarks/prepare_student.tsv"
-    threads: 1
+        benchmark_path("prepare_student")
     resources:
         mem_mb=model_resources,
         runtime=60,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/prepare_student.py"

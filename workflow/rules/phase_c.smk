@@ -1,58 +1,36 @@
 # Phase C: preference optimisation, optionally in self-guided rounds. Round 1 trains from the
 # Phase B adapter on data/pairs.jsonl; round k>1 redrafts the train sample with round k-1's
-# model, rebuilds the pairs and trains on from round k-1.
+# model, rebuilds the pairs and trains on from round k-1. A loss comparison trains one run
+# from Phase B per listed loss form.
 
 
-rule redraft_round:
+use rule student_drafts as redraft_round with:
     input:
         sample=rules.sample_train.output.sample,
         student=rules.prepare_student.output.student,
-        adapter=lambda wildcards: f"models/dpo_phaseC/round{int(wildcards.round) - 1}",
+        adapter=previous_round_adapter,
     output:
         drafts="data/student_drafts_round{round}.jsonl",
-    params:
-        drafts=config["drafts"],
-        student=config["student"],
-        quantization=config["quantization"],
     wildcard_constraints:
         round="[2-9]|10",
     log:
-        "logs/redraft_round{round}.log",
+        log_path("redraft_round{round}"),
     benchmark:
-        "logs/benchmarks/redraft_round{round}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        mem_mb=model_resources,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/cpu.yaml"
-    script:
-        "../scripts/student_drafts.py"
+        benchmark_path("redraft_round{round}")
 
 
-rule rebuild_pairs_round:
+use rule build_pairs as rebuild_pairs_round with:
     input:
         teacher=rules.teacher_harvest.output.outputs,
         drafts="data/student_drafts_round{round}.jsonl",
     output:
         pairs="data/pairs_round{round}.jsonl",
-    params:
-        corpus=config["corpus"],
     wildcard_constraints:
         round="[2-9]|10",
     log:
-        "logs/rebuild_pairs_round{round}.log",
+        log_path("rebuild_pairs_round{round}"),
     benchmark:
-        "logs/benchmarks/rebuild_pairs_round{round}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../../envs/cpu.yaml"
-    script:
-        "../scripts/build_pairs.py"
+        benchmark_path("rebuild_pairs_round{round}")
 
 
 rule train_phase_c:
@@ -70,21 +48,19 @@ rule train_phase_c:
     wildcard_constraints:
         round="[1-9]|10",
     log:
-        "logs/train_phase_c_round{round}.log",
+        log_path("train_phase_c_round{round}"),
     benchmark:
-        "logs/benchmarks/train_phase_c_round{round}.tsv"
-    threads: config["resources"]["threads"]
+        benchmark_path("train_phase_c_round{round}")
+    threads: MODEL_THREADS
     resources:
-        mem_mb=model_resources,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"],
+        **MODEL_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        env_for(MODEL_GPUS)
     script:
         "../scripts/train_phase_c.py"
 
 
-rule train_phase_c_variant:
+use rule train_phase_c as train_phase_c_variant with:
     input:
         pairs=rules.build_pairs.output.pairs,
         init_adapter=rules.train_phase_b.output.adapter,
@@ -97,17 +73,8 @@ rule train_phase_c_variant:
         quantization=config["quantization"],
         work_dir=lambda wildcards: f"models/checkpoints/phase_c_{wildcards.loss}",
     wildcard_constraints:
-        loss="sigmoid|cal_batch_mean|cal_paper|dr_drop_top|dr_paper",
+        loss=LOSS_FORMS,
     log:
-        "logs/train_phase_c_{loss}.log",
+        log_path("train_phase_c_{loss}"),
     benchmark:
-        "logs/benchmarks/train_phase_c_{loss}.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        mem_mb=model_resources,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/cpu.yaml"
-    script:
-        "../scripts/train_phase_c.py"
+        benchmark_path("train_phase_c_{loss}")

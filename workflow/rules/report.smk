@@ -32,14 +32,12 @@ rule report:
         report=config["report"],
         config={key: value for key, value in config.items() if key != "resources"},
     log:
-        "logs/report.log",
+        log_path("report"),
     benchmark:
-        "logs/benchmarks/report.tsv"
-    threads: 1
+        benchmark_path("report")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **DATA_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/report.py"

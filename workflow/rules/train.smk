@@ -17,21 +17,19 @@ rule train_phase_a:
         eval=training_eval_settings(),
         checkpoints="models/checkpoints/phase_a",
     log:
-        "logs/train_phase_a.log",
+        log_path("train_phase_a"),
     benchmark:
-        "logs/benchmarks/train_phase_a.tsv"
-    threads: config["resources"]["threads"]
+        benchmark_path("train_phase_a")
+    threads: MODEL_THREADS
     resources:
-        mem_mb=model_resources,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"],
+        **MODEL_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        env_for(MODEL_GPUS)
     script:
         "../scripts/train_phase.py"
 
 
-rule train_phase_b:
+use rule train_phase_a as train_phase_b with:
     input:
         corpus=rules.build_corpora.output.cot,
         dev=rules.split_data.output.dev,
@@ -48,15 +46,6 @@ rule train_phase_b:
         eval=training_eval_settings(),
         checkpoints="models/checkpoints/phase_b",
     log:
-        "logs/train_phase_b.log",
+        log_path("train_phase_b"),
     benchmark:
-        "logs/benchmarks/train_phase_b.tsv"
-    threads: config["resources"]["threads"]
-    resources:
-        mem_mb=model_resources,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"],
-    conda:
-        "../../envs/cpu.yaml"
-    script:
-        "../scripts/train_phase.py"
+        benchmark_path("train_phase_b")

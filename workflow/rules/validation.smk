@@ -5,7 +5,7 @@ rule ablation:
     input:
         unpack(adapter_input),
         drafts="results/scores/{model}/draft.parquet",
-        questions=lambda wildcards: f"data/splits/{config['eval']['split']}.jsonl",
+        questions=eval_questions,
         student=rules.prepare_student.output.student,
     output:
         scores="results/ablations/{model}.parquet",
@@ -17,16 +17,14 @@ rule ablation:
     wildcard_constraints:
         model="|".join(SCORED_MODELS),
     log:
-        "logs/ablation/{model}.log",
+        log_path("ablation/{model}"),
     benchmark:
-        "logs/benchmarks/ablation_{model}.tsv"
-    threads: config["resources"]["threads"]
+        benchmark_path("ablation_{model}")
+    threads: MODEL_THREADS
     resources:
-        mem_mb=model_resources,
-        gpu=config["resources"]["gpu"],
-        runtime=config["resources"]["runtime_min"],
+        **MODEL_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        env_for(MODEL_GPUS)
     script:
         "../scripts/ablation.py"
 
@@ -40,15 +38,13 @@ rule ablation_table:
         min_drop_pp=config["report"]["targets"]["no_draft_drop_pp"],
         alpha=config["report"]["targets"]["alpha"],
     log:
-        "logs/ablation_table.log",
+        log_path("ablation_table"),
     benchmark:
-        "logs/benchmarks/ablation_table.tsv"
-    threads: 1
+        benchmark_path("ablation_table")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **LIGHT_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/ablation_table.py"
 
@@ -57,7 +53,7 @@ rule attribution:
     input:
         unpack(adapter_input),
         drafts="results/scores/{model}/draft.parquet",
-        questions=lambda wildcards: f"data/splits/{config['eval']['split']}.jsonl",
+        questions=eval_questions,
         student=rules.prepare_student.output.student,
     output:
         table="results/attribution/{model}.csv",
@@ -69,16 +65,14 @@ rule attribution:
     wildcard_constraints:
         model="|".join(SCORED_MODELS),
     log:
-        "logs/attribution/{model}.log",
+        log_path("attribution/{model}"),
     benchmark:
-        "logs/benchmarks/attribution_{model}.tsv"
-    threads: config["resources"]["threads"]
+        benchmark_path("attribution_{model}")
+    threads: MODEL_THREADS
     resources:
-        mem_mb=model_resources,
-        gpu=config["resources"]["gpu"],
-        runtime=config["resources"]["runtime_min"],
+        **MODEL_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        env_for(MODEL_GPUS)
     script:
         "../scripts/attribution.py"
 
@@ -89,15 +83,13 @@ rule attribution_table:
     output:
         table=report("results/attribution.csv", caption="../report/attribution_table.rst", category="4. Tables"),
     log:
-        "logs/attribution_table.log",
+        log_path("attribution_table"),
     benchmark:
-        "logs/benchmarks/attribution_table.tsv"
-    threads: 1
+        benchmark_path("attribution_table")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **LIGHT_JOB,
     conda:
-        "../../envs/cpu.yaml"
+        CPU_ENV
     script:
         "../scripts/attribution_table.py"
 
@@ -111,15 +103,13 @@ rule judge:
     params:
         judge=config["judge"],
     log:
-        "logs/judge.log",
+        log_path("judge"),
     benchmark:
-        "logs/benchmarks/judge.tsv"
-    threads: config["resources"]["threads"] if config["judge"]["backend"] == "hf" else 1
+        benchmark_path("judge")
+    threads: backend_threads(config["judge"]["backend"])
     resources:
-        mem_mb=lambda wildcards, attempt: model_resources(wildcards, attempt) if config["judge"]["backend"] == "hf" else 2000,
-        runtime=config["resources"]["runtime_min"],
-        gpu=config["resources"]["gpu"] if config["judge"]["backend"] == "hf" else 0,
+        **backend_job(config["judge"]["backend"]),
     conda:
-        "../../envs/cpu.yaml"
+        backend_env(config["judge"]["backend"])
     script:
         "../scripts/judge.py"
