@@ -7,8 +7,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from clarify.config import schema_defaults
-from clarify.dpo import build_trainer, check_schedule, train_dpo
+from clarify.dpo import build_trainer, train_dpo
 from clarify.dpo_losses import cal_paper_losses
+from clarify.dpo_schedule import check_schedule
 from clarify.errors import InputError
 from clarify.models import load_model
 from clarify.prompts import reasoning_completion, reasoning_prompt
