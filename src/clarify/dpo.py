@@ -269,7 +269,7 @@ def dpo_config(settings: dict, work_dir: Path, steps: int, *, bf16: bool, cuda: 
         drop_fraction=settings["drop_fraction"], rpo_alpha=settings["rpo_alpha"], dev_mode=settings["dev_mode"],
         max_dev_drop_pp=guard["max_dev_drop_pp"], yes_share_band=list(guard["yes_share_band"]),
         per_device_eval_batch_size=settings["dev_batch_size"], save_strategy="no",
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # as load_for_training enables it
+        activation_checkpointing_kwargs={"use_reentrant": False},  # as load_for_training enables it
         warmup_steps=math.ceil(settings["warmup_ratio"] * steps))
 
 
