@@ -492,3 +492,16 @@ def test_dr_drop_top_nan_pair_is_dropped_and_loss_and_gradients_stay_finite():
     out["loss"].backward()
     assert bool(torch.isfinite(pc.grad).all()) and bool(torch.isfinite(pr.grad).all())
     assert float(pc.grad[1]) == 0.0
+
+
+def test_the_config_schema_lists_exactly_the_registry():
+    """The schema validates loss names before any rule runs; it must name the registry's forms, in order."""
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    phase_c = schema["properties"]["phase_c"]["properties"]
+    assert phase_c["schedule"]["items"]["properties"]["loss"]["enum"] == list(LOSSES)
+    if "compare_losses" in phase_c:
+        assert phase_c["compare_losses"]["items"]["enum"] == list(LOSSES)
