@@ -52,6 +52,7 @@ from .training import load_for_training, precision, trainer_arguments
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class ScheduledDPOConfig(DPOConfig):
     """``DPOConfig`` plus the schedule, the loss settings and the dev-selection guard.
