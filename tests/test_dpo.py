@@ -261,17 +261,17 @@ def test_best_dev_epoch_is_kept_ties_to_the_earlier(tiny_model_dir, phase_b, set
 
 
 def test_dev_check_scores_every_epoch_with_evaluate(tiny_model_dir, phase_b, settings, pairs, tmp_path):
-    """A real dev check (direct mode): epoch 0 is Phase B's score, the kept adapter scores as logged."""
-    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path, dev_mode="direct",
+    """A real dev check (cot, the default mode): epoch 0 is Phase B's score, the kept adapter scores as logged."""
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path,
               schedule=[{"beta": 0.5, "loss": "sigmoid"}] * 2,
               guard={"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]})
     history = log["dev_history"]
-    assert [h["epoch"] for h in history] == [0, 1, 2] and log["dev_mode"] == "direct"
+    assert [h["epoch"] for h in history] == [0, 1, 2] and log["dev_mode"] == "cot"
     manifest, tokenizer = {"path": str(tiny_model_dir)}, load_tokenizer(str(tiny_model_dir))
 
     def dev_score(adapter):
-        frame = evaluate(load_model(manifest, {"dtype": "float32"}, adapter=str(adapter)), tokenizer, DEV, "direct",
-                         {"batch_size": 16}, progress=False)
+        frame = evaluate(load_model(manifest, {"dtype": "float32"}, adapter=str(adapter)), tokenizer, DEV, "cot",
+                         {"batch_size": 16, "cot_max_new_tokens": 8}, progress=False)
         return accuracy(frame["correct"]).accuracy, float(frame["pred"].mean())
 
     assert dev_score(phase_b) == pytest.approx((history[0]["dev_accuracy"], history[0]["dev_pred_yes"]))
