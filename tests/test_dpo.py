@@ -1,17 +1,25 @@
 """Phase C trainer on the tiny model: the reference is Phase B, the schedule is followed, margins rise."""
 
 import json
+import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
 
+from clarify import dpo
 from clarify.config import schema_defaults
-from clarify.dpo import build_trainer, check_schedule, train_dpo
+from clarify.dpo import ScheduledDPOConfig, build_trainer, train_dpo
 from clarify.dpo_losses import cal_paper_losses
+from clarify.dpo_schedule import check_schedule, resolve_schedule
 from clarify.errors import InputError
-from clarify.models import load_model
+from clarify.evaluation import evaluate
+from clarify.models import load_model, load_tokenizer
 from clarify.prompts import reasoning_completion, reasoning_prompt
+from clarify.stats import accuracy
 
 from conftest import REPO
 
@@ -142,3 +150,131 @@ def test_warmup_ratio_ramps_the_learning_rate(tiny_model_dir, phase_b, settings,
     flat, warm = rates(0.0), rates(0.5)  # 8 steps: 4 of warm-up
     assert flat[0] == pytest.approx(settings["learning_rate"])
     assert warm[0] < warm[1] < warm[2] < warm[3] <= settings["learning_rate"] and warm[0] < flat[0] / 2
+
+
+# --- one log-prob path, rpo through the trainer, presets -------------------------------------
+
+DEV = [{"qid": f"d{i}", "question": f"Is item {i} heavier than a {w}?", "answer": i % 2 == 0}
+       for i, w in enumerate(["dog", "van", "key", "cap", "mug", "box", "pin", "log"])]
+
+
+def test_policy_and_reference_log_probs_are_equal_at_step_0(tiny_model_dir, phase_b, settings, pairs, tmp_path):
+    trainer = build_trainer(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                            quantization={"load_in_4bit": False}, settings=settings, pairs=pairs,
+                            init_adapter=str(phase_b), work_dir=tmp_path / "w", progress=False)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    with torch.no_grad():
+        policy = torch.cat(trainer.completion_log_probs(trainer.model, batch, "default"))
+    reference = torch.cat(trainer.compute_ref_log_probs(trainer.model, batch))
+    torch.testing.assert_close(policy, reference, atol=0.0, rtol=0.0)
+    assert trainer.model.active_adapter == "default"  # the reference pass switches back
+    with torch.no_grad():  # and both are the independent computation's
+        torch.testing.assert_close(policy, summed_completion_logps(trainer.model, batch), atol=1e-4, rtol=1e-4)
+
+
+def test_rpo_adds_alpha_times_the_chosen_length_normalised_nll(tiny_model_dir, phase_b, settings, pairs, tmp_path):
+    rpo = {**settings, "schedule": [{"beta": 0.5, "loss": "rpo"}], "rpo_alpha": 0.5, "batch_size": len(pairs)}
+    trainer = build_trainer(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                            quantization={"load_in_4bit": False}, settings=rpo, pairs=pairs,
+                            init_adapter=str(phase_b), work_dir=tmp_path / "w", progress=False)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        chosen = summed_completion_logps(trainer.model, batch).chunk(2)[0]
+    tokens = batch["completion_mask"][:, 1:].sum(dim=1).chunk(2)[0].float()
+    nll = (-chosen / tokens).mean()
+    # at step 0 the policy is the reference: margin 0, DPO term log 2
+    assert float(loss) == pytest.approx(math.log(2) + 0.5 * float(nll), rel=1e-4)
+    assert trainer._metrics["train"]["nll/chosen"][-1] == pytest.approx(float(nll), rel=1e-4)
+
+
+def test_schedule_presets_and_the_config_dataclass():
+    assert resolve_schedule("seed") == [{"beta": 0.05, "loss": "sigmoid"}, {"beta": 0.1, "loss": "cal_batch_mean"},
+                                        {"beta": 0.1, "loss": "cal_batch_mean"}, {"beta": 0.1, "loss": "dr_drop_top"}]
+    assert resolve_schedule("rpo") == [{"beta": 0.1, "loss": "rpo"}] * 2
+    assert schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["phase_c"]["schedule"] == "rpo"
+    with pytest.raises(InputError, match=r"^phase_c.schedule: unknown preset 'seeds' \(known: rpo, seed\)$"):
+        resolve_schedule("seeds")
+    config = ScheduledDPOConfig(output_dir="unused", schedule="seed", use_cpu=True, report_to=[])
+    assert config.num_train_epochs == 4 and config.beta == 0.05 and config.schedule[3]["loss"] == "dr_drop_top"
+    with pytest.raises(InputError, match="phase_c.guard.yes_share_band"):
+        ScheduledDPOConfig(output_dir="unused", use_cpu=True, report_to=[], yes_share_band=[0.8, 0.2])
+
+
+# --- dev selection and the collapse guard ------------------------------------------------------
+
+def scripted_dev(monkeypatch, results: list[tuple[float, float]]):
+    """``dpo.evaluate`` replaced: call k returns a 100-question frame with results[k] = (accuracy, yes share)."""
+    calls = []
+
+    def fake(model, tokenizer, records, mode, eval_settings, progress=True):
+        accuracy_, yes = results[len(calls)]
+        calls.append(mode)
+        n = 100
+        return pd.DataFrame({"correct": [i < round(accuracy_ * n) for i in range(n)],
+                             "pred": [i < round(yes * n) for i in range(n)]})
+
+    monkeypatch.setattr(dpo, "evaluate", fake)
+    return calls
+
+
+def run(tiny_model_dir, phase_b, settings, pairs, tmp_path, **overrides):
+    return train_dpo(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                     quantization={"load_in_4bit": False}, settings={**settings, **overrides}, pairs=pairs,
+                     init_adapter=str(phase_b), output_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                     dev_records=DEV, eval_settings={"cot_max_new_tokens": 8}, progress=False)
+
+
+def same_weights(adapter_dir, other_dir) -> bool:
+    mine, other = (load_file(Path(d) / "adapter_model.safetensors") for d in (adapter_dir, other_dir))
+    return mine.keys() == other.keys() and all(torch.equal(mine[k], other[k]) for k in mine)
+
+
+def test_guard_stops_a_run_whose_dev_accuracy_drops_and_keeps_epoch_0(tiny_model_dir, phase_b, settings, pairs,
+                                                                      tmp_path, monkeypatch):
+    calls = scripted_dev(monkeypatch, [(0.6, 0.5), (0.5, 0.5)])  # epoch 1 falls 10 pp
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path)
+    assert calls == ["cot", "cot"]  # epoch 0 and epoch 1, then stopped (4 epochs scheduled)
+    assert log["epochs_run"] == 1 and log["kept_epoch"] == 0 and len(log["steps"]) == 2
+    assert "10.0 pp below the best so far" in log["stop_reason"] and "max_dev_drop_pp" in log["stop_reason"]
+    assert [h["dev_accuracy"] for h in log["dev_history"]] == [0.6, 0.5]
+    assert log["dev_history"][1]["guard"] == log["stop_reason"] and log["dev_history"][0]["guard"] is None
+    assert same_weights(tmp_path / "out", phase_b)  # the kept adapter is Phase B's
+    assert json.loads((tmp_path / "out" / "dpo_log.json").read_text())["kept_epoch"] == 0
+    assert not (tmp_path / "work").exists()
+
+
+def test_guard_stops_when_the_yes_share_leaves_its_band_and_never_keeps_that_epoch(
+        tiny_model_dir, phase_b, settings, pairs, tmp_path, monkeypatch):
+    scripted_dev(monkeypatch, [(0.6, 0.5), (0.7, 0.9)])  # better on dev, but answers "yes" to 90%
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path)
+    assert log["epochs_run"] == 1 and log["kept_epoch"] == 0
+    assert "predicted-yes share on dev 90.0% left the band [25%, 75%]" in log["stop_reason"]
+    assert same_weights(tmp_path / "out", phase_b)
+
+
+def test_best_dev_epoch_is_kept_ties_to_the_earlier(tiny_model_dir, phase_b, settings, pairs, tmp_path, monkeypatch):
+    scripted_dev(monkeypatch, [(0.5, 0.5), (0.7, 0.5), (0.7, 0.45), (0.68, 0.5), (0.69, 0.55)])
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path)
+    assert log["epochs_run"] == 4 and log["stop_reason"] is None and log["kept_epoch"] == 1
+    assert not same_weights(tmp_path / "out", phase_b)
+
+
+def test_dev_check_scores_every_epoch_with_evaluate(tiny_model_dir, phase_b, settings, pairs, tmp_path):
+    """A real dev check (cot, the default mode): epoch 0 is Phase B's score, the kept adapter scores as logged."""
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path,
+              schedule=[{"beta": 0.5, "loss": "sigmoid"}] * 2,
+              guard={"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]})
+    history = log["dev_history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2] and log["dev_mode"] == "cot"
+    manifest, tokenizer = {"path": str(tiny_model_dir)}, load_tokenizer(str(tiny_model_dir))
+
+    def dev_score(adapter):
+        frame = evaluate(load_model(manifest, {"dtype": "float32"}, adapter=str(adapter)), tokenizer, DEV, "cot",
+                         {"batch_size": 16, "cot_max_new_tokens": 8}, progress=False)
+        return accuracy(frame["correct"]).accuracy, float(frame["pred"].mean())
+
+    assert dev_score(phase_b) == pytest.approx((history[0]["dev_accuracy"], history[0]["dev_pred_yes"]))
+    best = max(h["dev_accuracy"] for h in history)
+    assert log["kept_epoch"] == next(h["epoch"] for h in history if h["dev_accuracy"] == best)
+    assert dev_score(tmp_path / "out") == pytest.approx((best, history[log["kept_epoch"]]["dev_pred_yes"]))

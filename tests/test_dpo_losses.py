@@ -22,6 +22,7 @@ PC = [-10.0, -12.5, -7.25, -20.0]   # policy, chosen
 PR = [-14.0, -11.0, -9.5, -18.0]    # policy, rejected
 RC = [-11.0, -12.0, -9.0, -19.0]    # reference, chosen
 RR = [-13.0, -12.5, -9.0, -21.0]    # reference, rejected
+NW = [5, 8, 3, 16]                  # token count of each chosen completion (rpo's length normalisation)
 
 
 # ----------------------------------------------------------------------------- hand helpers
@@ -366,6 +367,41 @@ def test_dr_paper_gradient_matches_hand(dr_beta):
     assert as_list(pc.grad) == approx_list(expected)
 
 
+# ----------------------------------------------------------------------------- rpo
+
+@pytest.mark.parametrize("beta", BETAS)
+@pytest.mark.parametrize("alpha", (0.0, 0.5, 1.0))
+def test_rpo_matches_hand(beta, alpha):
+    m = hand_margins()
+    per = [neg_log_sigmoid(beta * mi) + alpha * (-pc / n) for mi, pc, n in zip(m, PC, NW)]
+    out = preference_loss("rpo", *inputs(), beta, rpo_alpha=alpha, chosen_tokens=torch.tensor(NW))
+    assert as_list(out["per_pair"]) == approx_list(per)
+    assert val(out["loss"]) == pytest.approx(sum(per) / len(per), rel=REL)
+
+
+def test_rpo_default_alpha_is_one():
+    a = preference_loss("rpo", *inputs(), 0.1, chosen_tokens=torch.tensor(NW))
+    b = preference_loss("rpo", *inputs(), 0.1, rpo_alpha=1.0, chosen_tokens=torch.tensor(NW))
+    assert val(a["loss"]) == pytest.approx(val(b["loss"]), rel=REL)
+
+
+@pytest.mark.parametrize("alpha", (0.5, 2.0))
+def test_rpo_gradient_matches_hand(alpha):
+    beta = 0.1
+    pc, pr, rc, rr = inputs(grad=True)
+    preference_loss("rpo", pc, pr, rc, rr, beta, rpo_alpha=alpha, chosen_tokens=torch.tensor(NW))["loss"].backward()
+    m = hand_margins()
+    k = len(m)
+    # the NLL term adds -alpha / |y_w| to d/d log pi(y_w); the rejected side is plain DPO
+    assert as_list(pc.grad) == approx_list([(-beta * sig(-beta * mi) - alpha / n) / k for mi, n in zip(m, NW)])
+    assert as_list(pr.grad) == approx_list([beta * sig(-beta * mi) / k for mi in m])
+
+
+def test_rpo_without_token_counts_is_an_error():
+    with pytest.raises(ValueError, match="loss 'rpo' needs chosen_tokens"):
+        preference_loss("rpo", *inputs(), 0.1)
+
+
 # ----------------------------------------------------------------------------- dispatch / dict
 
 @pytest.mark.parametrize("kind", ("dpo", "", "Sigmoid", "ipo", "cal"))
@@ -375,12 +411,12 @@ def test_unknown_loss_raises(kind):
 
 
 def test_losses_tuple():
-    assert set(LOSSES) == {"sigmoid", "cal_batch_mean", "cal_paper", "dr_drop_top", "dr_paper"}
+    assert set(LOSSES) == {"sigmoid", "cal_batch_mean", "cal_paper", "dr_drop_top", "dr_paper", "rpo"}
 
 
 @pytest.mark.parametrize("kind", LOSSES)
 def test_returned_dict_entries(kind):
-    out = preference_loss(kind, *inputs(), 0.1)
+    out = preference_loss(kind, *inputs(), 0.1, chosen_tokens=torch.tensor(NW))
     assert set(out) >= {"loss", "per_pair", "kept", "dropped", "h_w", "h_l"}
     h_w, h_l = hand_h()
     assert out["h_w"].shape == (4,) and out["h_l"].shape == (4,)
@@ -397,8 +433,8 @@ def test_returned_dict_entries(kind):
 
 @pytest.mark.parametrize("kind", [k for k in LOSSES if k != "dr_drop_top"])
 def test_threshold_ignored_by_other_losses(kind):
-    a = preference_loss(kind, *inputs(), 0.1)
-    b = preference_loss(kind, *inputs(), 0.1, threshold=-1.0)
+    a = preference_loss(kind, *inputs(), 0.1, chosen_tokens=torch.tensor(NW))
+    b = preference_loss(kind, *inputs(), 0.1, threshold=-1.0, chosen_tokens=torch.tensor(NW))
     assert b["dropped"] == 0 and bool(b["kept"].all())
     assert val(a["loss"]) == pytest.approx(val(b["loss"]), rel=REL)
 
@@ -407,7 +443,7 @@ def test_threshold_ignored_by_other_losses(kind):
 def test_inputs_are_not_modified(kind):
     pc, pr, rc, rr = inputs()
     before = [x.clone() for x in (pc, pr, rc, rr)]
-    preference_loss(kind, pc, pr, rc, rr, 0.1, threshold=0.5)
+    preference_loss(kind, pc, pr, rc, rr, 0.1, threshold=0.5, chosen_tokens=torch.tensor(NW))
     for x, y in zip((pc, pr, rc, rr), before):
         assert torch.equal(x, y)
 
@@ -456,3 +492,16 @@ def test_dr_drop_top_nan_pair_is_dropped_and_loss_and_gradients_stay_finite():
     out["loss"].backward()
     assert bool(torch.isfinite(pc.grad).all()) and bool(torch.isfinite(pr.grad).all())
     assert float(pc.grad[1]) == 0.0
+
+
+def test_the_config_schema_lists_exactly_the_registry():
+    """The schema validates loss names before any rule runs; it must name the registry's forms, in order."""
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    phase_c = schema["properties"]["phase_c"]["properties"]
+    assert phase_c["schedule"]["items"]["properties"]["loss"]["enum"] == list(LOSSES)
+    if "compare_losses" in phase_c:
+        assert phase_c["compare_losses"]["items"]["enum"] == list(LOSSES)

@@ -20,17 +20,23 @@ per-pair losses; :func:`preference_loss` reduces them to the training loss by na
 * ``dr_paper``: Dr. DPO (Wu et al., 2024): -beta' * log(mean_i exp(-loss_i / beta')) over the
   micro-batch, loss_i the per-pair DPO loss. It depends on the micro-batch size (a batch of
   one is plain DPO), so the trainer logs that size.
+* ``rpo``: DPO + NLL (Pang et al., 2024, iterative reasoning preference optimisation): the
+  sigmoid loss plus ``rpo_alpha`` times the chosen completion's length-normalised NLL,
+  -log sigmoid(beta * m) - rpo_alpha * log pi(y_w|x) / |y_w|; it keeps the chosen reasoning
+  likely while the margin grows. Needs ``chosen_tokens`` (|y_w| per pair).
+
+The forms are a registry, :data:`LOSSES` (name -> function of :class:`PairTerms`); adding a
+form is one function, one registry line and its formula test.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-LOSSES = ("sigmoid", "cal_batch_mean", "cal_paper", "dr_drop_top", "dr_paper")
-
 
 def log_ratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> tuple[torch.Tensor, torch.Tensor]:
     """(h_w, h_l): the policy/reference log-ratios of the chosen and rejected completions."""
@@ -85,37 +91,94 @@ def drop_threshold(noise_scores: torch.Tensor, fraction: float) -> float:
     return float((ordered[k - 1] + ordered[k]) / 2)
 
 
+@dataclass(frozen=True)
+class PairTerms:
+    """What a loss form may use: the log-ratios, the policy's chosen log-probs and the settings."""
+
+    h_w: torch.Tensor
+    h_l: torch.Tensor
+    policy_chosen: torch.Tensor
+    chosen_tokens: torch.Tensor | None
+    beta: float
+    cal_weight: float = 1.0
+    dr_beta: float = 1.0
+    rpo_alpha: float = 1.0
+    threshold: float = math.inf
+
+
+def _mean(per_pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    return per_pair, per_pair.mean(), None
+
+
+def sigmoid_form(t: PairTerms):
+    return _mean(sigmoid_losses(t.h_w, t.h_l, t.beta))
+
+
+def cal_batch_mean_form(t: PairTerms):
+    return _mean(cal_batch_mean_losses(t.h_w, t.h_l, t.beta))
+
+
+def cal_paper_form(t: PairTerms):
+    return _mean(cal_paper_losses(t.h_w, t.h_l, t.beta, t.cal_weight))
+
+
+def dr_drop_top_form(t: PairTerms):
+    per_pair = sigmoid_losses(t.h_w, t.h_l, t.beta)
+    kept = per_pair.detach() <= t.threshold  # False for a NaN loss: a non-finite pair is dropped
+    # a non-finite pair enters the loss as a zero margin behind where(), so neither the loss nor
+    # the gradient of its log-probs is NaN (NaN * 0 is NaN); a batch whose pairs are all
+    # dropped contributes a zero loss that still has a graph
+    finite = torch.isfinite(t.h_w.detach()) & torch.isfinite(t.h_l.detach())
+    safe = sigmoid_losses(torch.where(finite, t.h_w, 0.0), torch.where(finite, t.h_l, 0.0), t.beta)
+    loss = torch.where(kept, safe, torch.zeros_like(safe)).sum() / kept.sum().clamp(min=1)
+    return per_pair, loss, kept
+
+
+def dr_paper_form(t: PairTerms):
+    per_pair = sigmoid_losses(t.h_w, t.h_l, t.beta)
+    loss = -t.dr_beta * (torch.logsumexp(-per_pair / t.dr_beta, dim=0) - math.log(per_pair.numel()))
+    return per_pair, loss, None
+
+
+def rpo_losses(h_w, h_l, policy_chosen, chosen_tokens, beta: float, rpo_alpha: float = 1.0) -> torch.Tensor:
+    """Per-pair DPO + NLL: -log sigmoid(beta * m) - rpo_alpha * log pi(y_w|x) / |y_w|."""
+    nll = -policy_chosen / chosen_tokens.to(policy_chosen.dtype).clamp(min=1)
+    return sigmoid_losses(h_w, h_l, beta) + rpo_alpha * nll
+
+
+def rpo_form(t: PairTerms):
+    if t.chosen_tokens is None:
+        raise ValueError("loss 'rpo' needs chosen_tokens (the chosen completion's token count per pair)")
+    return _mean(rpo_losses(t.h_w, t.h_l, t.policy_chosen, t.chosen_tokens, t.beta, t.rpo_alpha))
+
+
+#: name -> loss form: a function of :class:`PairTerms` returning (per-pair losses, loss, kept mask or None).
+LOSSES: dict[str, Callable[[PairTerms], tuple]] = {
+    "sigmoid": sigmoid_form,
+    "cal_batch_mean": cal_batch_mean_form,
+    "cal_paper": cal_paper_form,
+    "dr_drop_top": dr_drop_top_form,
+    "dr_paper": dr_paper_form,
+    "rpo": rpo_form,
+}
+
+
 def preference_loss(kind: str, policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, *,
-                    cal_weight: float = 1.0, dr_beta: float = 1.0, threshold: float = math.inf) -> dict:
+                    cal_weight: float = 1.0, dr_beta: float = 1.0, rpo_alpha: float = 1.0,
+                    threshold: float = math.inf, chosen_tokens: torch.Tensor | None = None) -> dict:
     """The training loss of one micro-batch under loss ``kind``.
 
     Returns ``{"loss": scalar, "per_pair": per-pair losses, "kept": bool mask, "dropped": int,
-    "h_w": ..., "h_l": ...}``. ``threshold`` is used by ``dr_drop_top`` only.
+    "h_w": ..., "h_l": ...}``. ``threshold`` is used by ``dr_drop_top`` only, ``chosen_tokens``
+    (token count of each chosen completion) by ``rpo`` only.
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
     h_w, h_l = log_ratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
-    kept = torch.ones_like(h_w, dtype=torch.bool)
-    if kind == "sigmoid":
-        per_pair = sigmoid_losses(h_w, h_l, beta)
-        loss = per_pair.mean()
-    elif kind == "cal_batch_mean":
-        per_pair = cal_batch_mean_losses(h_w, h_l, beta)
-        loss = per_pair.mean()
-    elif kind == "cal_paper":
-        per_pair = cal_paper_losses(h_w, h_l, beta, cal_weight)
-        loss = per_pair.mean()
-    elif kind == "dr_drop_top":
-        per_pair = sigmoid_losses(h_w, h_l, beta)
-        kept = per_pair.detach() <= threshold  # False for a NaN loss: a non-finite pair is dropped
-        # a non-finite pair enters the loss as a zero margin behind where(), so neither the loss nor
-        # the gradient of its log-probs is NaN (NaN * 0 is NaN); a batch whose pairs are all
-        # dropped contributes a zero loss that still has a graph
-        finite = torch.isfinite(h_w.detach()) & torch.isfinite(h_l.detach())
-        safe = sigmoid_losses(torch.where(finite, h_w, 0.0), torch.where(finite, h_l, 0.0), beta)
-        loss = torch.where(kept, safe, torch.zeros_like(safe)).sum() / kept.sum().clamp(min=1)
-    else:  # dr_paper
-        per_pair = sigmoid_losses(h_w, h_l, beta)
-        loss = -dr_beta * (torch.logsumexp(-per_pair / dr_beta, dim=0) - math.log(per_pair.numel()))
+    terms = PairTerms(h_w=h_w, h_l=h_l, policy_chosen=policy_chosen, chosen_tokens=chosen_tokens, beta=beta,
+                      cal_weight=cal_weight, dr_beta=dr_beta, rpo_alpha=rpo_alpha, threshold=threshold)
+    per_pair, loss, kept = LOSSES[kind](terms)
+    if kept is None:
+        kept = torch.ones_like(h_w, dtype=torch.bool)
     return {"loss": loss, "per_pair": per_pair, "kept": kept, "dropped": int((~kept).sum()),
             "h_w": h_w, "h_l": h_l}
