@@ -16,6 +16,7 @@ include: "workflow/rules/harvest.smk"  # student drafts, teacher answers
 include: "workflow/rules/corpora.smk"  # Track A / Track B corpora, preference pairs
 include: "workflow/rules/train.smk"  # Phase A (answer-only SFT), Phase B (CoT distillation)
 include: "workflow/rules/phase_c.smk"  # Phase C (DPO), its self-guided rounds and loss comparison
+include: "workflow/rules/variants.smk"  # the variant grid: named Phase B / Phase C recipes
 include: "workflow/rules/evaluate.smk"  # every model x eval mode, scored at the answer slot
 include: "workflow/rules/validation.smk"  # draft ablations, attribution, LLM judge
 include: "workflow/rules/report.smk"  # results/report.md and its figures

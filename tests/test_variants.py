@@ -51,7 +51,7 @@ def test_a_phase_b_variant_is_scored_as_its_own_phase_b():
 def test_a_phase_b_variant_carried_on_to_phase_c_builds_pairs_from_its_own_phase_b():
     v = variants({"name": "st", "until": "phase_c", "phase_b": {"self_train_rounds": 1}})["st"]
     assert v.own_phase_b and v.own_phase_c and v.own_pairs
-    assert v.phase_b_adapter == "models/variants/st/phase_b"
+    assert v.phase_b_adapter == "models/variants/st/phase_b_round1"
 
 
 def test_a_drafts_only_variant_rescoring_the_main_phase_b():
@@ -94,3 +94,11 @@ def test_the_validator_sees_the_merged_config_and_its_error_names_the_variant():
     assert seen[0]["phase_b"]["epochs"] == 3 and "variants" not in seen[0]
     with pytest.raises(InputError, match=r"^config key variants\[0\]: phase_b.epochs: 99 is greater"):
         variants({"name": "bad", "phase_b": {"epochs": 99}}, validate=validate)
+
+
+def test_a_self_training_variant_is_scored_as_its_last_round():
+    v = variants({"name": "st", "phase_b": {"self_train_rounds": 2}})["st"]
+    assert v.self_train_rounds == 2
+    assert v.phase_b_round(0) == MAIN_PHASE_B
+    assert v.phase_b_round(1) == "models/variants/st/phase_b_round1"
+    assert v.adapter == v.phase_b_adapter == "models/variants/st/phase_b_round2"

@@ -8,7 +8,10 @@ schema as the main config, so a typo in a variant is a one-line error before any
 What a variant trains follows from what it overrides, so nothing is trained twice:
 
 * ``corpus`` or ``phase_b`` overridden: its own Phase B (from the main Phase A, as Phase B does),
-  under ``models/variants/{name}/phase_b``; else the main Phase B serves it.
+  under ``models/variants/{name}/phase_b``; else the main Phase B serves it. With
+  ``phase_b.self_train_rounds: N`` it is round N's model ``phase_b_round{N}``: round r samples
+  own reasonings from round r-1's model (round 0 = the main Phase B), keeps the correct ones
+  (``phase_b.self_train_fallback`` for the rest) and trains a Phase B on them.
 * ``until: phase_c`` (the default when ``pairs`` or ``phase_c`` is overridden): its own pairs and
   Phase C from its Phase B, under ``models/variants/{name}/phase_c``; that is the scored model.
 * ``until: phase_b`` (the default otherwise): its Phase B is the scored model.
@@ -79,8 +82,18 @@ class Variant:
         return f"models/variants/{self.name}"
 
     @property
+    def self_train_rounds(self) -> int:
+        return int(self.config["phase_b"].get("self_train_rounds") or 0) if self.own_phase_b else 0
+
+    def phase_b_round(self, round_: int) -> str:
+        """Self-training round ``round_``'s Phase B (round 0 = the main Phase B it samples from first)."""
+        return MAIN_PHASE_B if round_ == 0 else f"{self.root}/phase_b_round{round_}"
+
+    @property
     def phase_b_adapter(self) -> str:
-        return f"{self.root}/phase_b" if self.own_phase_b else MAIN_PHASE_B
+        if not self.own_phase_b:
+            return MAIN_PHASE_B
+        return self.phase_b_round(self.self_train_rounds) if self.self_train_rounds else f"{self.root}/phase_b"
 
     @property
     def phase_c_adapter(self) -> str:

@@ -9,10 +9,18 @@ from snakemake_interface_executor_plugins.settings import ExecMode
 from clarify import preflight
 from clarify.config import validate_config
 from clarify.dpo_losses import LOSSES
+from clarify.dpo_schedule import resolve_schedule
+from clarify.variants import resolve_variants
 from clarify.errors import InputError
 
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 try:
-    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    validate_config(config, SCHEMA)
+    # every variant of the grid is the main config with its overrides, checked the same way
+    VARIANTS = resolve_variants(config, validate=lambda merged: validate_config(merged, SCHEMA))
+    if config["phase_b"]["self_train_rounds"]:
+        raise InputError("config key phase_b.self_train_rounds: self-training runs as a variant of the grid, "
+                         "e.g. variants: [{name: self_train, phase_b: {self_train_rounds: 1}}]")
 except InputError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -99,9 +107,11 @@ ADAPTERS = {
     **{f"phaseC_round{k}": f"models/dpo_phaseC/round{k}" for k in range(1, ROUNDS)},
     "phaseC": f"models/dpo_phaseC/round{ROUNDS}",
     **{f"phaseC_{loss}": f"models/dpo_phaseC/compare_{loss}" for loss in config["phase_c"]["compare_losses"]},
+    **{name: variant.adapter for name, variant in VARIANTS.items()},
 }
 SCORED_MODELS = list(ADAPTERS)
 EVAL_MODES = ["direct", "draft", "cot"]
+VARIANT_NAMES = "|".join(VARIANTS) or "(?!)"  # a wildcard that matches no name when there is no variant
 LOSS_FORMS = "|".join(LOSSES)  # the wildcard of a loss-comparison run: any registered loss form
 
 
@@ -118,11 +128,16 @@ def eval_questions(wildcards):
     return f"data/splits/{config['eval']['split']}.jsonl"
 
 
+def model_config(model):
+    """The config a scored model was made with: a variant's merged config, else the main one."""
+    return VARIANTS[model].config if model in VARIANTS else config
+
+
 def eval_settings(wildcards):
     """What a score job depends on: generation settings only for the modes that generate."""
     settings = pick("eval", "split", "batch_size", "max_questions")
     if wildcards.mode == "draft":
-        settings["drafts"] = config["drafts"]
+        settings["drafts"] = model_config(wildcards.model)["drafts"]
     if wildcards.mode == "cot":
         settings["cot_max_new_tokens"] = config["eval"]["cot_max_new_tokens"]
     return settings
@@ -149,6 +164,17 @@ def round_pairs(wildcards):
     return "data/pairs.jsonl" if k == 1 else f"data/pairs_round{k}.jsonl"
 
 
+def pair_inputs(source, samples, teacher, drafts):
+    """What a pair-building job reads: own samples, or the teacher's outputs and the drafts."""
+    return {"samples": samples} if source == "own_samples" else {"teacher": teacher, "drafts": drafts}
+
+
+def round_pair_inputs(wildcards):
+    k = round_number(wildcards)
+    return pair_inputs(config["pairs"]["source"], f"data/own_samples_round{k}.jsonl",
+                       "data/teacher_outputs.jsonl", f"data/student_drafts_round{k}.jsonl")
+
+
 def round_init_adapter(wildcards):
     k = round_number(wildcards)
     return "models/cot_phaseB" if k == 1 else f"models/dpo_phaseC/round{k - 1}"
@@ -158,12 +184,19 @@ def previous_round_adapter(wildcards):
     return f"models/dpo_phaseC/round{round_number(wildcards) - 1}"
 
 
-def phase_c_settings(loss=None):
+def phase_c_settings(loss=None, section=None):
     """Phase C's settings for a training job; with ``loss``, that loss form in every epoch."""
-    settings = {key: value for key, value in config["phase_c"].items() if key not in ("rounds", "compare_losses")}
+    section = config["phase_c"] if section is None else section
+    settings = {key: value for key, value in section.items() if key not in ("rounds", "compare_losses")}
     if loss:
-        settings["schedule"] = [{"beta": epoch["beta"], "loss": loss} for epoch in settings["schedule"]]
+        settings["schedule"] = [{"beta": epoch["beta"], "loss": loss} for epoch in resolve_schedule(settings["schedule"])]
     return settings
+
+
+def phase_b_settings(section=None):
+    """Phase B's training settings (self-training's keys belong to the rules that sample)."""
+    section = config["phase_b"] if section is None else section
+    return {key: value for key, value in section.items() if not key.startswith("self_train")}
 
 
 # Validation experiments: which models are attributed and which pairs the judge compares.

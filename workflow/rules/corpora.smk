@@ -1,5 +1,5 @@
-# Corpora: Track A (question -> answer), Track B (question -> reasoning -> answer), DPO pairs;
-# all label-balanced by construction.
+# Corpora: Track A (question -> answer), Track B (question -> reasoning -> answer), what Phase B
+# trains on (Track B, or multi-task: Track B + Track A), DPO pairs; all label-balanced by construction.
 
 
 rule build_corpora:
@@ -23,14 +23,30 @@ rule build_corpora:
         "../scripts/build_corpora.py"
 
 
-rule build_pairs:
-    input:
-        teacher=rules.teacher_harvest.output.outputs,
-        drafts=rules.student_drafts.output.drafts,
+use rule build_corpora as build_phase_b_corpus with:
     output:
-        pairs="data/pairs.jsonl",
+        phase_b="data/train_phase_b.jsonl",
     params:
         corpus=config["corpus"],
+        mix_answer_only=config["phase_b"]["mix_answer_only"],
+    log:
+        log_path("build_phase_b_corpus"),
+    benchmark:
+        benchmark_path("build_phase_b_corpus")
+
+
+# Phase C's pairs (pairs.source): the Phase B model's own correct vs wrong reasoning
+# (own_samples, sampled by sample_own_pairs), or the seed's teacher text vs the student's draft.
+rule build_pairs:
+    input:
+        unpack(lambda wildcards: pair_inputs(config["pairs"]["source"], "data/own_samples.jsonl",
+                                             "data/teacher_outputs.jsonl", "data/student_drafts.jsonl")),
+    output:
+        pairs="data/pairs.jsonl",
+        accounting="data/pairs_accounting.json",
+    params:
+        corpus=config["corpus"],
+        pairs=config["pairs"],
     log:
         log_path("build_pairs"),
     benchmark:

@@ -31,7 +31,7 @@ rule train_phase_a:
 
 use rule train_phase_a as train_phase_b with:
     input:
-        corpus=rules.build_corpora.output.cot,
+        corpus=rules.build_phase_b_corpus.output.phase_b,
         dev=rules.split_data.output.dev,
         student=rules.prepare_student.output.student,
         init_adapter=rules.train_phase_a.output.adapter,
@@ -39,7 +39,7 @@ use rule train_phase_a as train_phase_b with:
         adapter=directory("models/cot_phaseB"),
     params:
         phase="phase_b",
-        settings=config["phase_b"],
+        settings=phase_b_settings(),
         lora=config["lora"],
         student=config["student"],
         quantization=config["quantization"],
