@@ -2,16 +2,96 @@
 
 Generated text is only ever an intermediate (DESIGN section 5): the answer is scored at the
 answer slot, never parsed from what is generated here. Prompts are sorted by length and
-left-padded to the longest in their batch; greedy by default, seeded when sampling.
+left-padded to the longest in their batch; each sequence stops at the first stop string (its
+answer line) or EOS, and a batch ends when all of its rows have stopped.
+
+Sampling is seeded per sample, not per batch: row (prompt, j) draws its noise from its own
+generator, seeded from (seed, j, the prompt text), and picks ``argmax(logits / T + Gumbel)``,
+which is an exact draw from ``softmax(logits / T)`` (the Gumbel-max trick). A sample therefore
+does not depend on which other prompts share its batch, on the batch size, or on how many
+questions are evaluated; two runs with the same seed give the same text. Temperature 0 is
+greedy decoding, and then the k samples of a prompt are one generation, copied.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
+
+
+class SeededGumbelSampler(LogitsProcessor):
+    """Turn greedy decoding into sampling at ``temperature`` with one random stream per row.
+
+    Each row's generator draws one uniform vector over the vocabulary per step, so the t-th
+    token of a row depends only on that row's seed, its own text so far, and the model.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, device):
+        if temperature <= 0:
+            raise ValueError(f"sampling temperature must be > 0 (got {temperature}); use 0 for greedy")
+        self.temperature = float(temperature)
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        uniform = torch.stack([torch.rand(vocab, generator=g, device=scores.device) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(uniform.dtype).tiny)))
+        return scores.float() / self.temperature + gumbel
+
+
+def sample_seed(seed: int, sample: int, prompt: str) -> int:
+    """The seed of sample ``sample`` of ``prompt``: stable across runs, machines and batchings."""
+    digest = hashlib.sha256(f"{seed}\x00{sample}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 @torch.inference_mode()
+def generate_samples(model, tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int,
+                     batch_size: int = 16, temperature: float = 0.0, seed: int = 0,
+                     stop: list[str] | None = None, progress: bool = True,
+                     desc: str = "generating") -> list[list[dict]]:
+    """``num_samples`` continuations of each prompt: a list of dicts per prompt, in order.
+
+    Each dict is ``{"text", "n_tokens", "hit_limit"}`` (see :func:`generate`). ``batch_size``
+    counts rows (prompt-sample pairs); a prompt's samples sit side by side in the
+    length-sorted order, so they share batches with prompts of the same length.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1 (got {num_samples})")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (got {temperature})")
+    greedy = temperature == 0
+    stop = list(stop or [])
+    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    rows = [(i, j) for i in sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+            for j in range(1 if greedy else num_samples)]
+    results: list[list[dict | None]] = [[None] * num_samples for _ in prompts]
+    eos_ids = _eos_ids(model, tokenizer)
+    model.eval()
+    starts = list(range(0, len(rows), batch_size))
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
+        batch_rows = rows[start:start + batch_size]
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i, _ in batch_rows]}, padding=True, return_tensors="pt")
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": None, "top_p": None,
+                  "top_k": None, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
+        if not greedy:
+            seeds = [sample_seed(seed, j, prompts[i]) for i, j in batch_rows]
+            kwargs["logits_processor"] = LogitsProcessorList([SeededGumbelSampler(seeds, temperature, model.device)])
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+        output = model.generate(**batch, **kwargs)
+        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        for row, (i, j) in enumerate(batch_rows):
+            results[i][j] = _finish(tokenizer, new_tokens[row].tolist(), eos_ids, max_new_tokens, stop)
+    if greedy:
+        results = [[dict(samples[0]) for _ in range(num_samples)] for samples in results]
+    return results  # type: ignore[return-value]
+
+
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 0.7, seed: int = 0,
              stop: list[str] | None = None, progress: bool = True, desc: str = "generating") -> list[dict]:
@@ -19,33 +99,13 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
 
     ``text`` is cut at the first of the ``stop`` strings (which is not included); ``n_tokens``
     counts the generated tokens kept before the cut (EOS excluded) and ``hit_limit`` says the
-    model was still writing when ``max_new_tokens`` ran out.
+    model was still writing when ``max_new_tokens`` ran out. Greedy unless ``do_sample``; a
+    sample is seeded per prompt (module docstring), so it does not depend on the batching.
     """
-    stop = list(stop or [])
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    results: list[dict | None] = [None] * len(prompts)
-    eos_ids = _eos_ids(model, tokenizer)
-    model.eval()
-    batches = list(range(0, len(order), batch_size))
-    for number, start in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not progress)):
-        idx = order[start:start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                  "pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
-        if do_sample:
-            torch.manual_seed(seed + number)
-            kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if stop:
-            kwargs.update(stop_strings=stop, tokenizer=tokenizer)
-        output = model.generate(**batch, **kwargs)
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
-        for row, i in enumerate(idx):
-            results[i] = _finish(tokenizer, new_tokens[row].tolist(), eos_ids, max_new_tokens, stop)
-    return results  # type: ignore[return-value]
+    samples = generate_samples(model, tokenizer, prompts, 1, max_new_tokens, batch_size=batch_size,
+                               temperature=temperature if do_sample else 0.0, seed=seed, stop=stop,
+                               progress=progress, desc=desc)
+    return [s[0] for s in samples]
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
