@@ -122,3 +122,21 @@ def test_sampler_is_an_exact_draw_at_the_temperature():
     assert torch.allclose(counts / counts.sum(), expected, atol=0.01)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         SeededGumbelSampler([1], temperature=0.0, device="cpu")
+
+
+def test_out_of_memory_halves_the_batch_and_changes_nothing(tiny, monkeypatch, caplog):
+    model, tokenizer = tiny
+    prompts = [draft_request(r["question"]) for r in RECORDS]
+    kwargs = dict(max_new_tokens=6, temperature=1.0, seed=2, progress=False)
+    expected = generate_samples(model, tokenizer, prompts, 2, batch_size=6, **kwargs)
+    real, sizes = model.generate, []
+
+    def small_memory(**batch):
+        sizes.append(batch["input_ids"].shape[0])
+        if batch["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(**batch)
+
+    monkeypatch.setattr(model, "generate", small_memory)
+    assert generate_samples(model, tokenizer, prompts, 2, batch_size=6, **kwargs) == expected
+    assert sizes == [6, 3] + [1] * 6 and "out of memory at 6 sequences a batch; going on with 3" in caplog.text

@@ -16,10 +16,13 @@ greedy decoding, and then the k samples of a prompt are one generation, copied.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
+
+log = logging.getLogger(__name__)
 
 
 class SeededGumbelSampler(LogitsProcessor):
@@ -57,7 +60,9 @@ def generate_samples(model, tokenizer, prompts: list[str], num_samples: int, max
 
     Each dict is ``{"text", "n_tokens", "hit_limit"}`` (see :func:`generate`). ``batch_size``
     counts rows (prompt-sample pairs); a prompt's samples sit side by side in the
-    length-sorted order, so they share batches with prompts of the same length.
+    length-sorted order, so they share batches with prompts of the same length. A batch that
+    runs out of GPU memory is retried at half the size, and the rest go on at that size: set
+    the batch size high and the largest that fits is used (samples do not depend on it).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1 (got {num_samples})")
@@ -71,25 +76,53 @@ def generate_samples(model, tokenizer, prompts: list[str], num_samples: int, max
     results: list[list[dict | None]] = [[None] * num_samples for _ in prompts]
     eos_ids = _eos_ids(model, tokenizer)
     model.eval()
-    starts = list(range(0, len(rows), batch_size))
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
-        batch_rows = rows[start:start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i, _ in batch_rows]}, padding=True, return_tensors="pt")
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": None, "top_p": None,
-                  "top_k": None, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
-        if not greedy:
-            seeds = [sample_seed(seed, j, prompts[i]) for i, j in batch_rows]
-            kwargs["logits_processor"] = LogitsProcessorList([SeededGumbelSampler(seeds, temperature, model.device)])
-        if stop:
-            kwargs.update(stop_strings=stop, tokenizer=tokenizer)
-        output = model.generate(**batch, **kwargs)
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
-        for row, (i, j) in enumerate(batch_rows):
-            results[i][j] = _finish(tokenizer, new_tokens[row].tolist(), eos_ids, max_new_tokens, stop)
+    start = 0
+    with tqdm(total=len(rows), desc=desc, unit="seq", disable=not progress) as bar:
+        while start < len(rows):
+            batch_rows = rows[start:start + batch_size]
+            try:
+                new_tokens = _generate_batch(model, tokenizer, [encoded[i] for i, _ in batch_rows],
+                                             [sample_seed(seed, j, prompts[i]) for i, j in batch_rows],
+                                             max_new_tokens, temperature, stop, eos_ids)
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                log.warning("%s: out of memory at %d sequences a batch; going on with %d",
+                            desc, len(batch_rows), batch_size)
+                _release_memory(model)
+                continue
+            for row, (i, j) in enumerate(batch_rows):
+                results[i][j] = _finish(tokenizer, new_tokens[row], eos_ids, max_new_tokens, stop)
+            start += len(batch_rows)
+            bar.update(len(batch_rows))
     if greedy:
         results = [[dict(samples[0]) for _ in range(num_samples)] for samples in results]
     return results  # type: ignore[return-value]
+
+
+def _generate_batch(model, tokenizer, encoded: list[list[int]], seeds: list[int], max_new_tokens: int,
+                    temperature: float, stop: list[str], eos_ids: list[int]) -> list[list[int]]:
+    """One left-padded ``model.generate`` call; the new token ids of each row.
+
+    Every row stops at EOS or its first stop string (transformers' ``StopStringCriteria`` marks
+    the row finished and pads it from then on); the call returns when all rows have stopped.
+    """
+    batch = tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
+    batch = {key: value.to(model.device) for key, value in batch.items()}
+    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": None, "top_p": None,
+              "top_k": None, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
+    if temperature > 0:
+        kwargs["logits_processor"] = LogitsProcessorList([SeededGumbelSampler(seeds, temperature, model.device)])
+    if stop:
+        kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+    output = model.generate(**batch, **kwargs)
+    return output[:, batch["input_ids"].shape[1]:].tolist()
+
+
+def _release_memory(model) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
