@@ -69,7 +69,7 @@ def test_cot_sc_is_seeded_and_samples_differ(tiny):
                                                    "generated", "gen_tokens", "hit_limit"]
 
 
-def test_cot_sc_scores_every_sample_with_the_cot_scorer(tiny, monkeypatch):
+def test_cot_sc_scores_every_sample_with_the_cot_scorer(tiny):
     """Each sample's margin is exactly what the scorer gives that reasoning as context."""
     model, tokenizer = tiny
     frame = evaluate(model, tokenizer, RECORDS[:2], "cot_sc", EVAL, progress=False)
