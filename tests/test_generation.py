@@ -109,6 +109,9 @@ def test_samples_do_not_depend_on_batching_or_neighbours(tiny):
     assert any(len({s["text"] for s in per_prompt}) > 1 for per_prompt in together)
     single = generate(model, tokenizer, prompts, do_sample=True, batch_size=1, **kwargs)
     assert single == [per_prompt[0] for per_prompt in together]
+    # a prompt repeated k times gets k different samples: the same as generate_samples(k)
+    repeated = generate(model, tokenizer, [p for p in prompts for _ in range(3)], do_sample=True, batch_size=4, **kwargs)
+    assert repeated == [s for per_prompt in together for s in per_prompt]
 
 
 def test_sampler_is_an_exact_draw_at_the_temperature():

@@ -51,53 +51,65 @@ def sample_seed(seed: int, sample: int, prompt: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-@torch.inference_mode()
 def generate_samples(model, tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int,
                      batch_size: int = 16, temperature: float = 0.0, seed: int = 0,
                      stop: list[str] | None = None, progress: bool = True,
                      desc: str = "generating") -> list[list[dict]]:
     """``num_samples`` continuations of each prompt: a list of dicts per prompt, in order.
 
-    Each dict is ``{"text", "n_tokens", "hit_limit"}`` (see :func:`generate`). ``batch_size``
-    counts rows (prompt-sample pairs); a prompt's samples sit side by side in the
-    length-sorted order, so they share batches with prompts of the same length. A batch that
-    runs out of GPU memory is retried at half the size, and the rest go on at that size: set
-    the batch size high and the largest that fits is used (samples do not depend on it).
+    Each dict is ``{"text", "n_tokens", "hit_limit"}`` (see :func:`generate`); sample j of a
+    prompt is seeded from (seed, j, prompt). Temperature 0 is greedy: one generation per prompt,
+    copied ``num_samples`` times.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1 (got {num_samples})")
+    per_prompt = 1 if temperature == 0 else num_samples
+    outputs = _generate_rows(model, tokenizer, [p for p in prompts for _ in range(per_prompt)],
+                             [j for _ in prompts for j in range(per_prompt)], max_new_tokens, batch_size,
+                             temperature, seed, stop, progress, desc)
+    grouped = [outputs[n * per_prompt:(n + 1) * per_prompt] for n in range(len(prompts))]
+    if per_prompt == 1:
+        grouped = [[dict(group[0]) for _ in range(num_samples)] for group in grouped]
+    return grouped
+
+
+@torch.inference_mode()
+def _generate_rows(model, tokenizer, prompts: list[str], samples: list[int], max_new_tokens: int, batch_size: int,
+                   temperature: float, seed: int, stop: list[str] | None, progress: bool, desc: str) -> list[dict]:
+    """Generate one row per (prompt, sample number); results in row order.
+
+    Rows are sorted by prompt length (longest first; a prompt's samples stay side by side) and
+    batched ``batch_size`` rows at a time, left-padded to the longest in the batch. A batch that
+    runs out of GPU memory is retried at half the size, and the rest go on at that size: set the
+    batch size high and the largest that fits is used (the samples do not depend on it).
+    """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (got {temperature})")
-    greedy = temperature == 0
     stop = list(stop or [])
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    rows = [(i, j) for i in sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-            for j in range(1 if greedy else num_samples)]
-    results: list[list[dict | None]] = [[None] * num_samples for _ in prompts]
+    ids_of = {text: tokenizer(text, add_special_tokens=True)["input_ids"] for text in dict.fromkeys(prompts)}
+    order = sorted(range(len(prompts)), key=lambda r: -len(ids_of[prompts[r]]))
+    results: list[dict | None] = [None] * len(prompts)
     eos_ids = _eos_ids(model, tokenizer)
     model.eval()
     start = 0
-    with tqdm(total=len(rows), desc=desc, unit="seq", disable=not progress) as bar:
-        while start < len(rows):
-            batch_rows = rows[start:start + batch_size]
+    with tqdm(total=len(order), desc=desc, unit="seq", disable=not progress) as bar:
+        while start < len(order):
+            rows = order[start:start + batch_size]
             try:
-                new_tokens = _generate_batch(model, tokenizer, [encoded[i] for i, _ in batch_rows],
-                                             [sample_seed(seed, j, prompts[i]) for i, j in batch_rows],
+                new_tokens = _generate_batch(model, tokenizer, [ids_of[prompts[r]] for r in rows],
+                                             [sample_seed(seed, samples[r], prompts[r]) for r in rows],
                                              max_new_tokens, temperature, stop, eos_ids)
             except torch.OutOfMemoryError:
                 if batch_size == 1:
                     raise
                 batch_size = max(1, batch_size // 2)
-                log.warning("%s: out of memory at %d sequences a batch; going on with %d",
-                            desc, len(batch_rows), batch_size)
+                log.warning("%s: out of memory at %d sequences a batch; going on with %d", desc, len(rows), batch_size)
                 _release_memory(model)
                 continue
-            for row, (i, j) in enumerate(batch_rows):
-                results[i][j] = _finish(tokenizer, new_tokens[row], eos_ids, max_new_tokens, stop)
-            start += len(batch_rows)
-            bar.update(len(batch_rows))
-    if greedy:
-        results = [[dict(samples[0]) for _ in range(num_samples)] for samples in results]
+            for position, r in enumerate(rows):
+                results[r] = _finish(tokenizer, new_tokens[position], eos_ids, max_new_tokens, stop)
+            start += len(rows)
+            bar.update(len(rows))
     return results  # type: ignore[return-value]
 
 
@@ -132,13 +144,18 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
 
     ``text`` is cut at the first of the ``stop`` strings (which is not included); ``n_tokens``
     counts the generated tokens kept before the cut (EOS excluded) and ``hit_limit`` says the
-    model was still writing when ``max_new_tokens`` ran out. Greedy unless ``do_sample``; a
-    sample is seeded per prompt (module docstring), so it does not depend on the batching.
+    model was still writing when ``max_new_tokens`` ran out. Greedy unless ``do_sample``. A
+    sample is seeded from (seed, n, prompt) where n counts earlier copies of the same prompt in
+    ``prompts``: a prompt repeated k times gets k different samples, the same ones as
+    ``generate_samples(..., k)``, whatever the batching.
     """
-    samples = generate_samples(model, tokenizer, prompts, 1, max_new_tokens, batch_size=batch_size,
-                               temperature=temperature if do_sample else 0.0, seed=seed, stop=stop,
-                               progress=progress, desc=desc)
-    return [s[0] for s in samples]
+    seen: dict[str, int] = {}
+    samples = []
+    for prompt in prompts:
+        samples.append(seen.get(prompt, 0))
+        seen[prompt] = samples[-1] + 1
+    return _generate_rows(model, tokenizer, prompts, samples, max_new_tokens, batch_size,
+                          temperature if do_sample else 0.0, seed, stop, progress, desc)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
