@@ -13,7 +13,8 @@ reproducible whatever the client's concurrency. Fault kinds:
 * ``500`` / ``503``,
 * ``slow``: the server sleeps ``slow_s`` (longer than the client timeout), then hangs up with
   no response,
-* ``malformed``: a 200 whose body is truncated JSON (no usable choices, no usage).
+* ``malformed``: a 200 whose body is truncated JSON (no usable choices, no usage),
+* ``unparsed``: a paid 200 whose reply has no final answer (the teacher parser rejects it).
 
 Otherwise it answers in the teacher format; ``answer_fn(prompt, seed) -> bool`` sets the final
 answer (default: a hash of the prompt). A call is *paid* when the server sent a 200 with usage.
@@ -30,7 +31,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "5xx", "slow", "malformed")
+FAULTS = ("429", "5xx", "slow", "malformed", "unparsed")
 
 
 def default_answer(prompt: str, seed) -> bool:
@@ -54,10 +55,11 @@ def teacher_text(answer: bool, prompt: str, seed) -> str:
 class FakeOpenAIServer:
     def __init__(self, api_key: str = "sk-test", seed: int = 0, rate_429: float = 0.0,
                  rate_5xx: float = 0.0, rate_slow: float = 0.0, rate_malformed: float = 0.0,
-                 slow_s: float = 1.0, delay_s: float = 0.0, answer_fn=None):
+                 rate_unparsed: float = 0.0, slow_s: float = 1.0, delay_s: float = 0.0, answer_fn=None):
         self.api_key = api_key
         self.seed = seed
-        self.rates = {"429": rate_429, "5xx": rate_5xx, "slow": rate_slow, "malformed": rate_malformed}
+        self.rates = {"429": rate_429, "5xx": rate_5xx, "slow": rate_slow, "malformed": rate_malformed,
+                      "unparsed": rate_unparsed}
         assert sum(self.rates.values()) < 1.0
         self.slow_s = slow_s
         self.delay_s = delay_s
@@ -210,6 +212,8 @@ class FakeOpenAIServer:
             self._record(path=path, body=body, key=key, status=200, outcome="malformed")
             return self._send(handler, 200, None, raw=b'{"id": "chatcmpl-x", "object": "chat.completion", "choi')
         text = teacher_text(bool(self.answer_fn(prompt, seed)), prompt, seed)
+        if fault == "unparsed":  # a real model that rambled and never answered
+            text = text.split("## Final Assessment")[0] + "I am not sure."
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         payload = {
@@ -223,5 +227,5 @@ class FakeOpenAIServer:
         }
         # Recorded before the reply is written, so a client that has its answer always finds
         # the call on record.
-        self._record(path=path, body=body, key=key, status=200, outcome="ok", paid=True, usage=usage)
+        self._record(path=path, body=body, key=key, status=200, outcome=fault or "ok", paid=True, usage=usage)
         self._send(handler, 200, payload)

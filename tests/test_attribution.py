@@ -1,15 +1,25 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tokenizers import processors
 
 from clarify import attribution, scoring
-from clarify.attribution import attribute, draft_prompt, integrated_gradients, segment_shares
+from clarify.attribution import (
+    SHARE_COLUMNS,
+    attribute,
+    attribution_verdict,
+    draft_prompt,
+    integrated_gradients,
+    path_points,
+    segment_shares,
+    summarize_attribution,
+)
 from clarify.errors import InputError
 from clarify.models import load_model, load_tokenizer, prepare_student
-from clarify.prompts import answer_prompt, draft_context, parse_draft
+from clarify.prompts import answer_prompt, draft_context, parse_draft, parse_raw_draft
 from clarify.scoring import AnswerTokens, answer_tokens, score_prompts
 
 QUESTIONS = [
@@ -181,9 +191,10 @@ def test_attribute_frame(tiny):
     contexts = [CONTEXT, None, CONTEXT]
     frame = attribute(model, tokenizer, records, contexts, steps=16, batch_size=16, progress=False)
     assert list(frame.columns) == [
-        "qid", "gold", "n_tokens", "question_tokens", "draft_tokens", "margin", "baseline_margin",
-        "attribution_sum", "completeness_error", "relative_error", "draft_share", "question_share",
-        "template_share", "top_tokens"]
+        "qid", "gold", "n_tokens", "question_tokens", "draft_tokens", "guess_tokens", "subquestion_tokens",
+        "margin", "baseline_margin", "margin_change", "attribution_sum", "completeness_error", "relative_error",
+        "steps", "points_evaluated", "converged", "small_change", "draft_share", "guess_share",
+        "subquestions_share", "draft_unsplit_share", "question_share", "template_share", "top_tokens"]
     assert list(frame["qid"]) == ["q0", "q1", "q2"] and list(frame["gold"]) == [True, False, True]
     shares = frame[["draft_share", "question_share", "template_share"]].sum(axis=1)
     np.testing.assert_allclose(shares, 1.0)
@@ -200,8 +211,6 @@ def test_attribute_frame(tiny):
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_middle"])
 def test_path_points_are_a_quadrature_of_the_unit_interval(method):
-    from clarify.attribution import path_points
-
     for steps in (1, 7, 50):
         points, weights = path_points(steps, method)
         assert len(points) == len(weights) == steps
@@ -227,3 +236,133 @@ def test_first_token_is_kept_in_the_baseline_so_completeness_holds_at_few_points
         assert kept["margin"] == moved["margin"] and kept["baseline_margin"] != moved["baseline_margin"]
         change = kept["margin"] - kept["baseline_margin"]
         assert kept["completeness_error"] < 1e-2 * max(1.0, abs(change))
+
+
+def test_simpson_points_nest_and_integrate_cubics_exactly():
+    for steps in (2, 4, 16):
+        points, weights = path_points(steps, "simpson")
+        assert len(points) == steps + 1 and points[0] == 0.0 and points[-1] == 1.0
+        assert weights.sum() == pytest.approx(1.0)
+        assert (weights * points ** 3).sum() == pytest.approx(0.25)
+        assert set(points) <= set(path_points(2 * steps, "simpson")[0])  # doubling reuses every point
+    for steps in (1, 3):
+        with pytest.raises(InputError, match="even"):
+            path_points(steps, "simpson")
+
+
+def test_adaptive_rule_doubles_until_the_tolerance_is_met(padded):
+    model, tokenizer = padded
+    doubled = 0
+    for prompt in PROMPTS:
+        result = integrated_gradients(model, tokenizer, prompt, steps=2, batch_size=64, max_steps=512, tolerance=0.05)
+        change = abs(result["margin"] - result["baseline_margin"])
+        levels = [steps for steps, _ in result["history"]]
+        assert levels == [2 * 2 ** k for k in range(len(levels))] and result["steps"] == levels[-1] < 512
+        assert result["converged"] and result["completeness_error"] <= 0.05 * change
+        assert all(error > 0.05 * change for _, error in result["history"][:-1])  # it stopped at the first level within
+        assert result["points_evaluated"] == sum(levels)  # Gauss-Legendre does not nest: every level recomputed
+        fixed = integrated_gradients(model, tokenizer, prompt, steps=result["steps"], batch_size=64)
+        np.testing.assert_allclose(result["attributions"], fixed["attributions"], rtol=1e-6, atol=1e-9)
+        assert fixed["converged"] is None and fixed["history"] == [(result["steps"], fixed["completeness_error"])]
+        doubled += len(levels) > 1
+    assert doubled, "2 points should be too few for some prompt, or the test shows nothing"
+
+
+@pytest.mark.parametrize("method, evaluated", [("gausslegendre", 2 + 4 + 8), ("simpson", 9)])
+def test_adaptive_rule_stops_at_max_steps_and_reuses_nested_points(padded, method, evaluated):
+    model, tokenizer = padded
+    result = integrated_gradients(model, tokenizer, PROMPTS[0], steps=2, batch_size=4, method=method,
+                                  max_steps=12, tolerance=1e-12)
+    assert [steps for steps, _ in result["history"]] == [2, 4, 8] and result["steps"] == 8
+    assert result["converged"] is False and result["points_evaluated"] == evaluated
+    with pytest.raises(InputError, match="max_steps"):
+        integrated_gradients(model, tokenizer, PROMPTS[0], steps=8, max_steps=4, tolerance=0.05)
+    with pytest.raises(InputError, match="tolerance"):
+        integrated_gradients(model, tokenizer, PROMPTS[0], steps=8, tolerance=0)
+
+
+def test_small_margin_changes_converge_on_the_absolute_floor(padded):
+    model, tokenizer = padded
+    result = integrated_gradients(model, tokenizer, PROMPTS[0], steps=2, batch_size=2, max_steps=2, tolerance=0.05)
+    floor = 100 * result["completeness_error"] / 0.05  # a floor this large accepts the 2-point error
+    assert not result["converged"]
+    assert integrated_gradients(model, tokenizer, PROMPTS[0], steps=2, batch_size=2, max_steps=2, tolerance=0.05,
+                                min_margin_change=floor)["converged"]
+
+
+GUESS_DRAFT = parse_raw_draft("Answer: No - it is far too cold there.\nQuestions: How cold is it? Is ice solid?")
+NO_GUESS_DRAFT = parse_raw_draft("Questions: How cold is it? Is ice solid?")
+UNPARSED_DRAFT = {**parse_raw_draft("Answer: maybe so"), "raw": "Answer: maybe so"}
+
+
+def test_draft_prompt_splits_the_draft_into_guess_and_subquestions():
+    prompt, spans = draft_prompt(" Is ice  cold? ", GUESS_DRAFT)
+    assert prompt == answer_prompt("Is ice cold?", draft_context(GUESS_DRAFT))
+    assert prompt[slice(*spans["guess"])] == "Draft guess: No - it is far too cold there.\n"
+    assert prompt[slice(*spans["subquestions"])] == "Draft questions: How cold is it? Is ice solid?"
+    assert spans["guess"][0] == spans["draft"][0] and spans["subquestions"][1] == spans["draft"][1]
+    assert "unsplit" not in spans
+    prompt, spans = draft_prompt("Is ice cold?", NO_GUESS_DRAFT)
+    assert prompt[slice(*spans["subquestions"])] == prompt[slice(*spans["draft"])] == draft_context(NO_GUESS_DRAFT)
+    assert "guess" not in spans
+    prompt, spans = draft_prompt("Is ice cold?", UNPARSED_DRAFT)
+    assert prompt[slice(*spans["unsplit"])] == "Draft: maybe so" and set(spans) == {"question", "draft", "unsplit"}
+    assert draft_prompt("Is ice cold?", None)[1].keys() == {"question"}
+
+
+def test_shares_of_guess_subquestions_question_and_template_sum_to_one(tiny):
+    model, tokenizer = tiny
+    records = [{"qid": f"q{i}", "question": QUESTIONS[i], "answer": True} for i in range(3)]
+    frame = attribute(model, tokenizer, records, [GUESS_DRAFT, NO_GUESS_DRAFT, UNPARSED_DRAFT], steps=8,
+                      batch_size=8, progress=False)
+    np.testing.assert_allclose(frame[SHARE_COLUMNS].sum(axis=1), 1.0)
+    np.testing.assert_allclose(frame["draft_share"] + frame["question_share"] + frame["template_share"], 1.0)
+    np.testing.assert_allclose(frame["draft_share"],
+                               frame[["guess_share", "subquestions_share", "draft_unsplit_share"]].sum(axis=1))
+    guess, no_guess, unparsed = (frame.iloc[i] for i in range(3))
+    assert guess["guess_share"] > 0 and guess["subquestions_share"] > 0 and guess["draft_unsplit_share"] == 0
+    assert guess["guess_tokens"] > 0 and guess["subquestion_tokens"] > 0
+    assert guess["draft_tokens"] == guess["guess_tokens"] + guess["subquestion_tokens"]
+    assert no_guess["guess_share"] == 0 and no_guess["guess_tokens"] == 0 and no_guess["subquestions_share"] > 0
+    assert unparsed["draft_unsplit_share"] > 0 and unparsed["guess_share"] == unparsed["subquestions_share"] == 0
+
+
+def _table(rows):
+    base = {"draft_share": 0.5, "guess_share": 0.3, "subquestions_share": 0.2, "draft_unsplit_share": 0.0,
+            "question_share": 0.3, "template_share": 0.2, "draft_tokens": 10, "guess_tokens": 6,
+            "subquestion_tokens": 4, "steps": 64, "points_evaluated": 64}
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+def test_summary_uses_converged_questions_and_counts_small_changes_apart():
+    table = _table([
+        {"model": "a", "margin_change": 2.0, "completeness_error": 0.02, "relative_error": 0.01, "converged": True,
+         "small_change": False, "subquestions_share": 0.4},
+        {"model": "a", "margin_change": -4.0, "completeness_error": 0.1, "relative_error": 0.025, "converged": True,
+         "small_change": False, "subquestions_share": 0.2},
+        {"model": "a", "margin_change": 2.0, "completeness_error": 0.88, "relative_error": 0.44, "converged": False,
+         "small_change": False, "subquestions_share": 0.9, "steps": 512, "points_evaluated": 1020},
+        {"model": "a", "margin_change": 0.04, "completeness_error": 0.046, "relative_error": 1.15, "converged": True,
+         "small_change": True, "subquestions_share": 0.9},
+        {"model": "b", "margin_change": 1.0, "completeness_error": 0.5, "relative_error": 0.5, "converged": False,
+         "small_change": False},
+    ])
+    summary = summarize_attribution(table).set_index("model")
+    a = summary.loc["a"]
+    assert (a["n"], a["n_small_change"], a["n_measured"], a["n_converged"]) == (4, 1, 3, 2)
+    assert a["converged_share"] == pytest.approx(2 / 3)
+    assert a["error_share"] == pytest.approx((0.02 + 0.1 + 0.88) / 8.0)
+    assert a["subquestions_share"] == pytest.approx(0.3)  # converged, measured questions only
+    assert a["max_steps_used"] == 512 and a["median_relative_error"] == pytest.approx(0.025)
+    assert a["subquestions_low"] <= 0.3 <= a["subquestions_high"]
+    assert summary.loc["b", "n_converged"] == 0 and np.isnan(summary.loc["b", "subquestions_share"])
+
+    assert attribution_verdict(a, target_share=0.2, min_converged_share=0.6)[0] == "met"
+    assert attribution_verdict(a, target_share=0.35, min_converged_share=0.6)[0] == "not met"
+    verdict, reason = attribution_verdict(a, target_share=0.2, min_converged_share=0.8)
+    assert verdict == "not measured" and "2/3" in reason and "max_steps" in reason
+    verdict, reason = attribution_verdict(summary.loc["b"], target_share=0.2, min_converged_share=0.8)
+    assert verdict == "not measured" and "0/1" in reason
+    only_small = summarize_attribution(table[table["small_change"]]).iloc[0]
+    verdict, reason = attribution_verdict(only_small, target_share=0.2, min_converged_share=0.8)
+    assert verdict == "not measured" and "min_margin_change" in reason

@@ -207,3 +207,24 @@ def test_corpus_summary():
     assert corpora.corpus_summary(rows) == {"n": 3, "yes": 1, "no": 2, "yes_frac": 0.3333,
                                             "sources": {"agreed": 2, "kept_gold": 1}}
     assert corpora.corpus_summary([])["n"] == 0
+
+
+# --- multi-task Phase B ------------------------------------------------------------------------
+
+def test_mix_answer_only_keeps_both_formats_and_balance():
+    records = [{"qid": f"q{i}", "question": f"Is {i} odd?", "answer": i % 3 == 0} for i in range(9)]
+    teacher = [teacher_row(r["qid"], r["question"], r["answer"]) for r in records]
+    cot = corpora.build_cot(teacher, "none", seed=0)  # 3 yes / 6 no
+    baseline = corpora.build_baseline(records, "upsample", seed=0)  # 6 / 6
+    mixed = corpora.mix_answer_only(cot, baseline, "upsample", seed=0)
+    assert mix(mixed) == (12, 12)  # 9 yes / 12 no, the yes rows upsampled
+    assert all(any(m is row for m in mixed) for row in cot + baseline)  # every row of both kept
+    questions = {r["qid"]: r["question"] for r in records}
+    prompts = Counter("reasoning" if row["prompt"] == reasoning_prompt(questions[row["qid"]]) else
+                      "direct" if row["prompt"] == answer_prompt(questions[row["qid"]]) else "other"
+                      for row in mixed)
+    assert prompts["other"] == 0 and prompts["reasoning"] >= 9 and prompts["direct"] >= 12
+    assert prompts["reasoning"] + prompts["direct"] == 24
+    assert mix(corpora.mix_answer_only(cot, baseline, "none", seed=0)) == (9, 12)
+    with pytest.raises(InputError, match="Track A corpus is empty"):
+        corpora.mix_answer_only(cot, [], "upsample", seed=0)

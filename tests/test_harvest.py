@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 
 import pytest
 
@@ -10,8 +11,9 @@ from clarify.errors import InputError
 from clarify.teacher import Completion
 from clarify.prompts import answer_word, rationalization_prompt, teacher_prompt
 
+# These tests are about votes over invalid samples: they accept any share of them knowingly.
 SETTINGS = {"backend": "fake", "model": "fake-1", "samples": 3, "on_disagreement": "rationalize",
-            "rationalize_samples": 2}
+            "rationalize_samples": 2, "accept_invalid_fraction": 1.0}
 
 
 def response_text(final, steps, extra=""):
@@ -335,3 +337,76 @@ def test_seed_failure_rationalize_keeps_everything():
     corpus = corpora.build_cot(rows, "upsample", seed=0)
     assert corpora.corpus_summary(corpus) | {"sources": None} == {
         "n": 200, "yes": 100, "no": 100, "yes_frac": 0.5, "sources": None}
+
+
+# --- against the fake OpenAI server: invalid replies, canonical bytes --------------------------
+
+def openai_harvest_settings(server, **overrides):
+    from harvest_child import teacher_defaults
+
+    return {**teacher_defaults(), "backend": "openai", "base_url": server.base_url, "samples": 3,
+            "on_disagreement": "drop", "concurrency": 4, "timeout_s": 5.0, "max_retries": 1, **overrides}
+
+
+def test_invalid_samples_fail_the_harvest_and_a_rerun_asks_again_for_exactly_those(api_key, tmp_path):
+    from clarify.cache import CallCache
+    from clarify.teacher import make_teacher
+    from fake_openai_server import FakeOpenAIServer
+
+    records = make_records(10, 10)
+    cache = tmp_path / "teacher.sqlite"
+    with FakeOpenAIServer(api_key=api_key, seed=4, rate_unparsed=0.3) as server:
+        settings = openai_harvest_settings(server)
+        asked_again = []
+        for run in range(10):
+            before = len(server.snapshot())
+            with make_teacher(settings, cache_path=cache) as teacher:
+                try:
+                    rows, table = hv.harvest(records, None, teacher, settings, progress=False)
+                    break
+                except hv.InvalidTeacherSamples as exc:
+                    message = str(exc)
+            invalid = int(re.search(r"^teacher: (\d+) of 60 samples are invalid", message).group(1))
+            assert "\n" not in message and "a rerun asks again for exactly those" in message
+            assert f"accept_invalid_fraction >= {invalid / 60:.4f}" in message
+            new = server.snapshot()[before:]
+            unparsed = {r["key"] for r in new if r["outcome"] == "unparsed"}
+            assert len(unparsed) == invalid  # the count is exact
+            asked_again.append(unparsed)
+            if run:  # a rerun sent exactly the requests that were invalid before
+                assert {r["key"] for r in new} == asked_again[-2]
+        else:
+            pytest.fail("the harvest never completed")
+        assert run >= 1 and teacher.spend.requests_made == len(asked_again[-1])
+        assert table[-1]["invalid_samples"] == 0
+        counts = server.paid_counts()
+        assert all(counts[key] == 1 + sum(key in keys for keys in asked_again) for key in counts)
+        with CallCache(cache) as stored:  # every paid reply counted once, invalid ones included
+            assert stored.spent("teacher")["tokens"] == sum(server.paid_tokens())
+
+        # or accept them knowingly: one run, invalid votes kept
+        fresh = tmp_path / "fresh.sqlite"
+        accepting = openai_harvest_settings(server, accept_invalid_fraction=0.5)
+        with make_teacher(accepting, cache_path=fresh) as teacher:
+            rows, table = hv.harvest(records, None, teacher, accepting, progress=False)
+    assert table[-1]["samples"] == 60
+
+
+def test_a_harvest_served_from_the_cache_writes_the_same_bytes(api_key, tmp_path):
+    from clarify.io import write_jsonl
+    from clarify.teacher import make_teacher
+    from fake_openai_server import FakeOpenAIServer
+
+    records = make_records(4, 4)
+    with FakeOpenAIServer(api_key=api_key, delay_s=0.0137) as server:
+        settings = openai_harvest_settings(server, on_disagreement="rationalize")
+        for run in ("live", "cached"):
+            with make_teacher(settings, cache_path=tmp_path / "teacher.sqlite") as teacher:
+                rows, table = hv.harvest(records, make_drafts(records), teacher, settings, progress=False)
+            write_jsonl(tmp_path / f"{run}.jsonl", rows)
+            if run == "live":
+                assert teacher.spend.requests_made > 24 and teacher.spend.cache_hits == 0  # both rounds
+                latencies = [s["latency_s"] for row in rows for s in row["samples"]]
+                assert all(latency > 0.0137 for latency in latencies)
+        assert teacher.spend.requests_made == 0
+    assert (tmp_path / "cached.jsonl").read_bytes() == (tmp_path / "live.jsonl").read_bytes()

@@ -12,7 +12,9 @@ import pytest
 
 import fake_openai_server
 from clarify.errors import InputError
-from clarify.judge import judge_pairs, judge_prompt, make_judge, parse_verdict, summarize
+from clarify.judge import judge_pairs, make_judge, summarize
+from clarify.parsing import parse_verdict
+from clarify.prompts import judge_prompt
 from clarify.teacher import SpendCapReached, Teacher
 from fake_openai_server import FakeOpenAIServer
 from harvest_child import teacher_defaults
@@ -322,3 +324,43 @@ def test_hf_judge_on_the_tiny_model_gives_invalid_ties(tiny_model_dir, tmp_path)
     rerun = make_judge(settings, cache_path=tmp_path / "hf.sqlite")
     pd.testing.assert_frame_equal(judge_pairs(rerun, ITEMS[:2], progress=False), frame)
     assert rerun._model is None and rerun.spend.requests_made == 0  # served from the cache
+
+
+# --- the rule's logic, in the library ----------------------------------------------------------
+
+def test_judge_models_compares_every_pair_from_the_drafts_files(tmp_path):
+    from clarify.judge import judge_models
+
+    def drafts(name: str, marked: set[str]) -> str:
+        path = tmp_path / f"{name}.parquet"
+        generated = [f"Yes - because.\nQuestions: {MARK if qid in marked else 'Who made it?'} Where?"
+                     for qid in ("q1", "q2", "q3")]
+        pd.DataFrame({"qid": ["q1", "q2", "q3"], "generated": generated}).to_parquet(path)
+        return str(path)
+
+    paths = {"phaseC": drafts("c", {"q1", "q2"}), "phaseA": drafts("a", {"q3"}), "base": drafts("b", set())}
+    questions = {qid: f"Is thing {qid} real?" for qid in ("q1", "q2", "q3")}
+    judge = CannedJudge(marker_reply)
+    table, summaries = judge_models(judge, questions, paths, [["phaseC", "phaseA"], ["phaseC", "base"]],
+                                    max_questions=None, seed=0, progress=False)
+    assert list(table.columns[:3]) == ["model_a", "model_b", "qid"] and len(table) == 6
+    assert [(s["model_a"], s["model_b"], s["wins_a"], s["wins_b"]) for s in summaries] == [
+        ("phaseC", "phaseA", 2, 1), ("phaseC", "base", 2, 0)]
+    short, _ = judge_models(CannedJudge(marker_reply), questions, paths, [["phaseC", "phaseA"]],
+                            max_questions=2, progress=False)
+    assert short["qid"].tolist() == ["q1", "q2"]
+    other = tmp_path / "other.parquet"
+    pd.DataFrame({"qid": ["q9"], "generated": ["Yes - x.\nQuestions: Who?"]}).to_parquet(other)
+    with pytest.raises(InputError, match="phaseC and odd drafted different questions"):
+        judge_models(judge, questions, {**paths, "odd": str(other)}, [["phaseC", "odd"]], progress=False)
+
+
+def test_the_judges_unreadable_replies_are_final_in_the_cache(judge_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(fake_openai_server, "teacher_text", lambda answer, prompt, seed: "I cannot decide.")
+    judge = make_judge(judge_settings(judge_server), cache_path=tmp_path / "judge.sqlite")
+    assert judge.reask_invalid is False
+    judge_pairs(judge, ITEMS[:2], progress=False)
+    judge.close()
+    rerun = make_judge(judge_settings(judge_server), cache_path=tmp_path / "judge.sqlite")
+    frame = judge_pairs(rerun, ITEMS[:2], progress=False)
+    assert rerun.spend.requests_made == 0 and (frame["verdict_ab"] == "invalid").all()

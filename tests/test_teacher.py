@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,12 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clarify.cache import CallCache, cache_key
 from clarify.errors import InputError
+from clarify.judge import make_judge
+from clarify.parsing import parse_teacher
 from clarify.prompts import rationalization_prompt, teacher_prompt
-from clarify.teacher import (Completion, Request, SpendCapReached, TeacherRequestsFailed, gold_response,
-                             make_teacher, parse_teacher)
+from clarify.teacher import (BACKENDS, Completion, Request, SpendCapReached, Teacher, TeacherRequestsFailed,
+                             backend_needs_api_key, backend_needs_gpu, gold_response, judge_backends,
+                             make_teacher)
 from fake_openai_server import FakeOpenAIServer
 from harvest_child import make_requests, teacher_defaults
 
@@ -69,8 +74,8 @@ Based on this analysis, the answer is: **YES**"""
     # the final answer counts only in its section; an echo of the template is not an answer
     ("## Step-by-Step Reasoning\n1. The answer is yes.\n\n## Final Assessment\n"
      "Based on this analysis, the answer is: **[YES/NO]**", None, ["The answer is yes."]),
-    # no Final Assessment at all
-    ("## Step-by-Step Reasoning\n1. Something.\nThe answer is: **NO**", None, ["Something. The answer is: **NO**"]),
+    # no Final Assessment at all (markdown is stripped from steps: issue 18)
+    ("## Step-by-Step Reasoning\n1. Something.\nThe answer is: **NO**", None, ["Something. The answer is: NO"]),
     # no steps
     ("## Final Assessment\nthe answer is **No**.", False, []),
     ("", None, []),
@@ -444,3 +449,156 @@ def test_hf_backend_is_batched_deterministic_and_cached(tiny_model_dir, tmp_path
     single = make_teacher(dict(settings, concurrency=1), cache_path=False)
     reversed_run = single.complete_many(requests[::-1], progress=False)[::-1]
     assert [c.text for c in reversed_run] == [c.text for c in completions]
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+def test_schema_backend_enums_are_the_registry():
+    schema = yaml.safe_load((HERE.parent / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    sections = schema["properties"]
+    assert sections["teacher"]["properties"]["backend"]["enum"] == list(BACKENDS)
+    assert sections["judge"]["properties"]["backend"]["enum"] == ["none", *judge_backends()]
+    assert "gold" not in judge_backends()
+
+
+def test_backends_declare_what_they_need():
+    assert {name: backend_needs_gpu(name) for name in BACKENDS} == {"gold": False, "openai": False, "hf": True}
+    assert {name: backend_needs_api_key(name) for name in BACKENDS} == {"gold": False, "openai": True,
+                                                                        "hf": False}
+    assert not backend_needs_gpu("none") and not backend_needs_api_key("none")
+
+
+def test_a_new_backend_is_one_class_and_one_registry_line(monkeypatch, strategyqa_rows):
+    class EchoTeacher(Teacher):  # what a new module would hold
+        backend = "echo"
+        uses_cache = False
+
+        def _complete_uncached(self, items, record):
+            for key, request in items:
+                text = gold_response(request.record)
+                record(key, self._completion(text, 1, len(text.split()), 0.0, 0.0, "stop"))
+
+    monkeypatch.setitem(BACKENDS, "echo", EchoTeacher)  # the registry line
+    teacher = make_teacher(dict(teacher_defaults(), backend="echo"))
+    completion = teacher.complete_many([Request(strategyqa_rows[0], "p", 0)], progress=False)[0]
+    assert completion.parse_ok and completion.backend == "echo"
+    assert isinstance(make_judge(dict(teacher_defaults(), backend="echo")), EchoTeacher)
+    assert "echo" in judge_backends() and not backend_needs_gpu("echo")
+
+
+def test_hf_backend_loads_through_the_students_loader(tiny_model_dir, monkeypatch, tmp_path):
+    from clarify import models
+
+    calls = []
+    original = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: calls.append((a, k)) or original(*a, **k))
+    teacher = make_teacher(dict(teacher_defaults(), backend="hf", model=str(tiny_model_dir), max_tokens=4),
+                           cache_path=False)
+    teacher.complete_many([Request({"qid": "q"}, "Is it?", 0)], progress=False)
+    assert len(calls) == 1 and calls[0][0][0] == {"path": str(tiny_model_dir)}
+    missing = make_teacher(dict(teacher_defaults(), backend="hf", model=str(tmp_path / "no.gguf")), cache_path=False)
+    with pytest.raises(InputError, match=r"^teacher.model: GGUF file not found"):
+        missing.complete_many([Request({"qid": "q"}, "Is it?", 0)], progress=False)
+
+
+# --- spend caps over the cache's life --------------------------------------------------------
+
+def test_the_ledger_is_written_in_the_same_transaction_as_the_reply(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with CallCache(path) as cache:
+        cache.put("a", {"text": "x"}, scope="teacher", spend={"requests": 1, "tokens": 10, "cost_usd": 0.5})
+        cache.put("b", {"text": "y"}, scope="teacher", spend={"requests": 1, "tokens": 5, "cost_usd": 0.25})
+        cache.put("c", {"text": "z"}, scope="judge", spend={"requests": 1, "tokens": 7, "cost_usd": 0.0})
+        with pytest.raises(ValueError):  # a failure inside the transaction stores neither
+            cache.put("d", {"text": "w"}, scope="teacher", spend={"requests": 1, "tokens": "many"})
+    with CallCache(path) as cache:
+        assert "d" not in cache and len(cache) == 3
+        assert cache.spent("teacher") == {"requests": 2, "tokens": 15, "cost_usd": 0.75}
+        assert cache.spent("judge")["tokens"] == 7 and cache.spent("other")["tokens"] == 0
+
+
+def test_a_token_cap_holds_over_five_reruns(api_key, tmp_path):
+    cache = tmp_path / "teacher.sqlite"
+    requests = make_requests(60)
+    concurrency = 3
+    with FakeOpenAIServer(api_key=api_key, delay_s=0.01) as server:
+        per_call = max(u["usage"]["prompt_tokens"] + u["usage"]["completion_tokens"]
+                       for u in [_probe(server, requests[0])])
+        server.records.clear()
+        cap = 6 * per_call
+        messages = []
+        for run in range(5):
+            teacher = make_teacher(openai_settings(server, concurrency=concurrency, max_total_tokens=cap),
+                                   cache_path=cache)
+            with pytest.raises(SpendCapReached) as info:
+                teacher.complete_many(requests, progress=False)
+            messages.append(str(info.value))
+            teacher.close()
+        spent = sum(server.paid_tokens())
+    # every run and retry counts: the total stays within the cap plus the requests in flight
+    assert cap <= spent <= cap + concurrency * per_call * 1.2
+    with CallCache(cache) as stored:
+        assert stored.spent("teacher")["tokens"] == spent
+        assert stored.spent("teacher")["requests"] == len(stored) == len(server.paid())
+        done = len(stored)
+    last = messages[-1]
+    assert "\n" not in last and f"has spent {spent} of max_total_tokens {cap} tokens" in last
+    assert f"raise teacher.max_total_tokens above {spent} in the config and rerun" in last
+    assert f"{done} of 60 requests are done, {60 - done} remaining" in last
+
+
+def _probe(server, request) -> dict:
+    make_teacher(openai_settings(server), cache_path=False).complete_many([request], progress=False)
+    return server.paid()[-1]
+
+
+def test_failure_counts_equal_what_the_cache_holds(api_key, tmp_path):
+    requests = make_requests(24)
+    with FakeOpenAIServer(api_key=api_key, seed=7, rate_5xx=0.2, rate_malformed=0.3) as server:
+        teacher = make_teacher(openai_settings(server, max_retries=0, concurrency=2),
+                               cache_path=tmp_path / "c.sqlite")
+        with pytest.raises(TeacherRequestsFailed) as info:
+            teacher.complete_many(requests, progress=False)
+        teacher.close()
+    assert teacher.spend.malformed > 0  # replies that were recorded but not cached
+    done, total = map(int, re.search(r"(\d+) of (\d+) requests are done", str(info.value)).groups())
+    with CallCache(tmp_path / "c.sqlite") as stored:
+        assert (done, total) == (len(stored), 24)
+
+
+# --- the key's transport ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, allowed", [
+    ("http://127.0.0.1:9/v1", True), ("http://127.8.0.3:9/v1", True), ("http://localhost:8000/v1", True),
+    ("http://[::1]:8000/v1", True), ("https://api.example.com/v1", True),
+    ("http://10.0.0.5:8000/v1", False), ("http://api.example.com/v1", False), ("HTTP://gpu-box:80/v1", False),
+])
+def test_the_key_never_travels_over_http_to_another_machine(api_key, monkeypatch, url, allowed):
+    settings = dict(teacher_defaults(), backend="openai", base_url=url)
+    if allowed:
+        assert make_teacher(settings, cache_path=False).base_url == url
+        return
+    for role, make in (("teacher", make_teacher), ("judge", make_judge)):
+        with pytest.raises(InputError, match=rf"^{role}.base_url: .*plain http to another machine.*"
+                                             rf"{role}.allow_insecure_http: true") as info:
+            make(settings, cache_path=False)
+        assert api_key not in str(info.value)
+        assert make(dict(settings, allow_insecure_http=True), cache_path=False).base_url == url
+    monkeypatch.setenv("OPENAI_BASE_URL", url)  # the environment's endpoint is checked too
+    with pytest.raises(InputError, match="plain http"):
+        make_teacher(dict(settings, base_url=None), cache_path=False)
+
+
+# --- a slow local server ---------------------------------------------------------------------
+
+def test_a_slow_but_alive_server_succeeds_under_the_default_timeout(api_key):
+    defaults = teacher_defaults()
+    assert defaults["timeout_s"] >= 600  # a CPU llama.cpp server took 142 s for one request
+    with FakeOpenAIServer(api_key=api_key, delay_s=2.5) as server:
+        settings = dict(defaults, backend="openai", base_url=server.base_url, concurrency=2, max_retries=0)
+        teacher = make_teacher(settings, cache_path=False)
+        assert teacher.timeout_s == defaults["timeout_s"]
+        completions = teacher.complete_many(make_requests(2), progress=False)
+        assert len(server.snapshot()) == 2  # nothing timed out and was sent again
+    assert all(c.parse_ok and c.latency_s >= 2.5 for c in completions)
+    assert teacher.spend.retries == 0 and teacher.spend.requests_made == 2

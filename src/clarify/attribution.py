@@ -23,6 +23,15 @@ This module is the one place the attribution is defined:
   (Gauss-Legendre by default, as Captum; or midpoints ``(k + 0.5) / steps`` with equal weights),
   ``attribution_i = sum_d (E - B)_{i,d} * sum_k w_k dF/dE_{a_k}[i, d]``.
 * ``completeness_error = |sum_i attribution_i - (f(E) - f(B))|``; it shrinks as ``steps`` grows.
+* Adaptive points (``tolerance``): per prompt, start at ``steps`` and double until the error is
+  within ``tolerance`` of ``max(|f(E) - f(B)|, min_margin_change)`` or ``max_steps`` is reached;
+  the path points are batched (``batch_size`` per forward/backward pass). Per-point gradient rows
+  are cached, so the nested ``simpson`` rule reuses every point when it doubles; Gauss-Legendre
+  and midpoints do not nest and recompute (at most twice the cost of their last level).
+* Shares: |attribution| on the question, the draft's first guess (with its reason), its
+  clarifying sub-questions, an unsplit draft (unparsed), and the template; they sum to 1. The
+  seed's criterion is read on the sub-questions (:func:`attribution_verdict`), over the questions
+  whose attributions converged (:func:`summarize_attribution`).
 
 Near an all-zero input the first RMSNorm makes ``f`` change steeply for small ``a``, so the
 "zero" baseline needs many more steps than "pad" to converge; check ``relative_error``. Real
@@ -42,11 +51,35 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .numerics import require_finite
-from .prompts import answer_prompt, question_line
+from .prompts import answer_prompt, draft_context_parts, question_line
 from .scoring import answer_tokens
+from .stats import bootstrap_mean_ci
 
 BASELINES = ("pad", "zero")
-METHODS = ("gausslegendre", "riemann_middle")
+#: Quadrature rules along the path. Gauss-Legendre (Captum's default) and the midpoint rule do not
+#: nest: doubling their points recomputes every gradient. Composite Simpson on a grid of ``steps``
+#: intervals (``steps + 1`` points, both ends included) nests: doubling reuses every point.
+METHODS = ("gausslegendre", "riemann_middle", "simpson")
+
+#: The parts of an answer-slot prompt that attribution shares are reported on. A draft splits
+#: into its first guess (with its reason), its clarifying sub-questions, and "unsplit" (an
+#: unparsed draft's raw text, or a context given as a plain string); everything else is template.
+SEGMENTS = ("question", "guess", "subquestions", "unsplit", "template")
+_DRAFT_PARTS = {"guess": "guess", "questions": "subquestions", "unparsed": "unsplit"}
+
+#: Completeness tolerance relative to the margin change (``attribution.tolerance``'s default).
+DEFAULT_TOLERANCE = 0.05
+
+#: The per-question CSV's columns, in order (see :func:`attribute`).
+ATTRIBUTION_COLUMNS = [
+    "qid", "gold", "n_tokens", "question_tokens", "draft_tokens", "guess_tokens", "subquestion_tokens",
+    "margin", "baseline_margin", "margin_change", "attribution_sum", "completeness_error", "relative_error",
+    "steps", "points_evaluated", "converged", "small_change", "draft_share", "guess_share", "subquestions_share",
+    "draft_unsplit_share", "question_share", "template_share", "top_tokens",
+]
+
+#: The share columns; guess + subquestions + draft_unsplit + question + template = 1 per question.
+SHARE_COLUMNS = ["guess_share", "subquestions_share", "draft_unsplit_share", "question_share", "template_share"]
 
 
 def _accepts_logits_to_keep(model) -> bool:
@@ -82,85 +115,156 @@ def path_points(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (nodes + 1) / 2, weights / 2
+    if method == "simpson":
+        if steps < 2 or steps % 2:
+            raise InputError(f"attribution.steps: simpson needs an even number of intervals >= 2, got {steps}")
+        weights = np.ones(steps + 1)
+        weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
+        return np.arange(steps + 1) / steps, weights / (3 * steps)
     raise InputError(f"attribution.method: must be one of {METHODS}, got {method!r}")
 
 
-def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baseline: str = "pad",
-                         batch_size: int = 16, method: str = "gausslegendre", keep_first_token: bool = True) -> dict:
-    """IG attribution of the answer-slot margin of ``prompt`` to its tokens (see module docstring).
-
-    Returns ``{"input_ids", "tokens", "offsets" ((0, 0) for special tokens), "attributions"
-    (float64, one per token), "margin", "baseline_margin", "completeness_error"}``.
-    """
-    if baseline not in BASELINES:
-        raise InputError(f"attribution.baseline: must be one of {BASELINES}, got {baseline!r}")
+def check_settings(settings: dict) -> None:
+    """Raise InputError for ``attribution`` settings that cannot run (before any model is loaded)."""
+    steps, max_steps = settings["steps"], settings.get("max_steps")
+    tolerance, batch_size = settings.get("tolerance"), settings["batch_size"]
+    if settings["baseline"] not in BASELINES:
+        raise InputError(f"attribution.baseline: must be one of {BASELINES}, got {settings['baseline']!r}")
     if not isinstance(steps, int) or steps < 1:
         raise InputError(f"attribution.steps: must be an integer >= 1, got {steps!r}")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < steps):
+        raise InputError(f"attribution.max_steps: must be an integer >= attribution.steps ({steps}), got {max_steps!r}")
+    if tolerance is not None and not tolerance > 0:
+        raise InputError(f"attribution.tolerance: must be > 0, got {tolerance!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"attribution.batch_size: must be an integer >= 1, got {batch_size!r}")
+    path_points(steps, settings["method"])  # the method, and the steps it accepts
+
+
+class _Path:
+    """The straight path from the baseline embeddings to the prompt's, for one prompt.
+
+    ``contributions(alphas)`` gives, per alpha, each token's ``sum_d (E - B)_{i,d} dF/dE_a[i, d]``;
+    every quadrature rule is a weighted sum of these rows. Rows are cached by alpha, so a rule
+    whose points nest (simpson) evaluates each gradient once however often it doubles.
+    """
+
+    def __init__(self, model, tokenizer, prompt: str, baseline: str, keep_first_token: bool):
+        encoded = tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
+        self.ids = list(encoded["input_ids"])
+        special_ids = set(tokenizer.all_special_ids)
+        special = [i in special_ids for i in self.ids]
+        fixed = [sp or (keep_first_token and position == 0) for position, sp in enumerate(special)]
+        self.offsets = [(0, 0) if sp else (int(s), int(e)) for sp, (s, e) in zip(special, encoded["offset_mapping"])]
+        self.tokens = [tokenizer.convert_ids_to_tokens(i) if sp else prompt[s:e]
+                       for i, sp, (s, e) in zip(self.ids, special, self.offsets)]
+        self.model = model
+        self.answer = answer_tokens(tokenizer, prompt)
+        self.keep = _accepts_logits_to_keep(model)
+        self.cache: dict[float, np.ndarray] = {}
+        model.eval()
+        embedding = model.get_input_embeddings()
+        device = self.device = embedding.weight.device
+        with torch.inference_mode(False), torch.enable_grad():
+            def embed(token_ids):
+                return embedding(torch.tensor([list(token_ids)], dtype=torch.long, device=device))[0].detach()
+
+            self.real = embed(self.ids)                                       # (T, D), model dtype
+            base = embed([tokenizer.pad_token_id]).expand_as(self.real) if baseline == "pad" \
+                else torch.zeros_like(self.real)
+            mask = torch.tensor(fixed, device=device).unsqueeze(-1)
+            self.base = torch.where(mask, self.real, base)
+            self.delta = self.real.float() - self.base.float()
+            self.continuations = [embed(c[:-1]).unsqueeze(0) for c in (self.answer.yes, self.answer.no)]
+            with torch.no_grad():
+                ends = _margins(model, torch.stack([self.real, self.base]), self.answer, self.continuations, self.keep)
+        self.margin, self.baseline_margin = (float(v) for v in ends)
+        require_finite([self.margin, self.baseline_margin],
+                       "attribution: the answer margin at the prompt and at the baseline")
+
+    def contributions(self, alphas: np.ndarray, batch_size: int) -> np.ndarray:
+        """(len(alphas), T) float64: per alpha, each token's gradient-times-delta along the path."""
+        missing = [float(a) for a in dict.fromkeys(float(a) for a in alphas) if float(a) not in self.cache]
+        with torch.inference_mode(False), torch.enable_grad():
+            for start in range(0, len(missing), batch_size):
+                chunk = missing[start:start + batch_size]
+                a = torch.tensor(chunk, dtype=torch.float32, device=self.device).view(-1, 1, 1)
+                path = (self.base.float() + a * self.delta).to(self.real.dtype).requires_grad_(True)
+                values = _margins(self.model, path, self.answer, self.continuations, self.keep)
+                (grad,) = torch.autograd.grad(values.sum(), path)
+                rows = (grad.float() * self.delta).sum(-1).double().cpu().numpy()
+                for alpha, row in zip(chunk, rows):
+                    self.cache[alpha] = row
+        return np.stack([self.cache[float(a)] for a in alphas])
+
+
+def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baseline: str = "pad",
+                         batch_size: int = 16, method: str = "gausslegendre", keep_first_token: bool = True,
+                         max_steps: int | None = None, tolerance: float | None = None,
+                         min_margin_change: float = 0.0) -> dict:
+    """IG attribution of the answer-slot margin of ``prompt`` to its tokens (see module docstring).
+
+    Fixed (``tolerance`` None): ``steps`` points of ``method``. Adaptive (``tolerance`` given):
+    start at ``steps`` and double until ``completeness_error <= tolerance * max(|f(E) - f(B)|,
+    min_margin_change)`` or the next doubling would pass ``max_steps`` (default ``steps``).
+
+    Returns ``{"input_ids", "tokens", "offsets" ((0, 0) for special tokens), "attributions"
+    (float64, one per token), "margin", "baseline_margin", "completeness_error", "steps" (of the
+    last level), "points_evaluated" (gradients computed, over every level), "converged" (None when
+    fixed), "history" ([(steps, completeness_error)] per level)}``.
+    """
+    max_steps = steps if max_steps is None else max_steps
+    check_settings({"steps": steps, "max_steps": max_steps, "tolerance": tolerance, "batch_size": batch_size,
+                    "baseline": baseline, "method": method})
     if not getattr(tokenizer, "is_fast", False):
         raise InputError(f"attribution: needs a fast tokenizer (character offsets); got {type(tokenizer).__name__}")
     if baseline == "pad" and tokenizer.pad_token_id is None:
         raise InputError("attribution.baseline: 'pad' needs a tokenizer with a pad token; use 'zero'")
 
-    encoded = tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
-    ids = list(encoded["input_ids"])
-    special_ids = set(tokenizer.all_special_ids)
-    special = [i in special_ids for i in ids]
-    fixed = [sp or (keep_first_token and position == 0) for position, sp in enumerate(special)]
-    offsets = [(0, 0) if sp else (int(s), int(e)) for sp, (s, e) in zip(special, encoded["offset_mapping"])]
-    tokens = [tokenizer.convert_ids_to_tokens(i) if sp else prompt[s:e]
-              for i, sp, (s, e) in zip(ids, special, offsets)]
-    answer = answer_tokens(tokenizer, prompt)
-    keep = _accepts_logits_to_keep(model)
-
-    model.eval()
-    embedding = model.get_input_embeddings()
-    device = embedding.weight.device
-    with torch.inference_mode(False), torch.enable_grad():
-        def embed(token_ids):
-            return embedding(torch.tensor([list(token_ids)], dtype=torch.long, device=device))[0].detach()
-
-        real = embed(ids)                                             # (T, D), model dtype
-        base = embed([tokenizer.pad_token_id]).expand_as(real) if baseline == "pad" else torch.zeros_like(real)
-        mask = torch.tensor(fixed, device=device).unsqueeze(-1)
-        base = torch.where(mask, real, base)
-        delta = real.float() - base.float()
-        continuations = [embed(c[:-1]).unsqueeze(0) for c in (answer.yes, answer.no)]
-        with torch.no_grad():
-            ends = _margins(model, torch.stack([real, base]), answer, continuations, keep)
-        margin, baseline_margin = (float(v) for v in ends)
-        require_finite([margin, baseline_margin], "attribution: the answer margin at the prompt and at the baseline")
-
-        points, point_weights = path_points(steps, method)
-        alphas = torch.tensor(points, dtype=torch.float32, device=device)
-        weights = torch.tensor(point_weights, dtype=torch.float32, device=device)
-        grad_sum = torch.zeros_like(delta)
-        for chunk, chunk_weights in zip(alphas.split(batch_size), weights.split(batch_size)):
-            path = (base.float() + chunk.view(-1, 1, 1) * delta).to(real.dtype).requires_grad_(True)
-            values = _margins(model, path, answer, continuations, keep)
-            (grad,) = torch.autograd.grad(values.sum(), path)
-            grad_sum += (grad.float() * chunk_weights.view(-1, 1, 1)).sum(0)
-        attributions = (delta * grad_sum).sum(-1).double().cpu().numpy()
+    path = _Path(model, tokenizer, prompt, baseline, keep_first_token)
+    change = path.margin - path.baseline_margin
+    allowed = None if tolerance is None else tolerance * max(abs(change), min_margin_change)
+    history, level, evaluated = [], steps, 0
+    while True:
+        alphas, weights = path_points(level, method)
+        evaluated += sum(float(a) not in path.cache for a in alphas)
+        attributions = weights @ path.contributions(alphas, batch_size)
         require_finite(attributions, "attribution: integrated gradients")
-
+        error = abs(float(attributions.sum()) - change)
+        history.append((level, error))
+        if allowed is None or error <= allowed or 2 * level > max_steps:
+            break
+        level *= 2
     return {
-        "input_ids": ids, "tokens": tokens, "offsets": offsets, "attributions": attributions,
-        "margin": margin, "baseline_margin": baseline_margin,
-        "completeness_error": abs(float(attributions.sum()) - (margin - baseline_margin)),
+        "input_ids": path.ids, "tokens": path.tokens, "offsets": path.offsets, "attributions": attributions,
+        "margin": path.margin, "baseline_margin": path.baseline_margin, "completeness_error": error,
+        "steps": level, "points_evaluated": evaluated,
+        "converged": None if allowed is None else bool(error <= allowed), "history": history,
     }
 
 
-def draft_prompt(question: str, context: str | None) -> tuple[str, dict[str, tuple[int, int]]]:
-    """``answer_prompt(question, context)`` and the character spans of the question text and of
-    the draft context inside it: ``{"question": (s, e), "draft": (s, e)}`` (no "draft" when the
-    context is empty)."""
-    prompt = answer_prompt(question, context)
+def draft_prompt(question: str, context: str | dict | None) -> tuple[str, dict[str, tuple[int, int]]]:
+    """``answer_prompt(question, context)`` and the character spans of its parts inside it.
+
+    ``context`` is a draft (a dict, shown with :func:`clarify.prompts.draft_context`) or a context
+    string. Spans: ``"question"`` (the question text), ``"draft"`` (the whole context; absent when
+    it is empty) and the draft's parts: ``"guess"`` (the "Draft guess: ..." line and the newline
+    after it), ``"subquestions"`` (the "Draft questions: ..." line), or ``"unsplit"`` (an unparsed
+    draft, or a context string, whose parts are not known). The parts tile the draft span.
+    """
+    parts = draft_context_parts(context) if isinstance(context, dict) else \
+        [("unparsed", context.strip())] if context and context.strip() else []
+    text = "\n".join(t for _, t in parts)
+    prompt = answer_prompt(question, text)
     line = question_line(question)
     spans = {"question": (len(line) - len(" ".join(question.split())), len(line))}
-    if context and context.strip():
+    if text.strip():
         start = len(line) + 1
-        spans["draft"] = (start, start + len(context.strip()))
+        spans["draft"] = (start, start + len(text.strip()))
+        for position, (name, part) in enumerate(parts):
+            end = start + len(part) + (1 if position < len(parts) - 1 else 0)
+            spans[_DRAFT_PARTS[name]] = (start, end)
+            start = end
     return prompt, spans
 
 
@@ -188,35 +292,109 @@ def _top_tokens(tokens, attributions, k: int = 5) -> str:
     return " ".join(f"{(tokens[i].strip() or tokens[i])!r}({attributions[i]:+.2f})" for i in order)
 
 
-def attribute(model, tokenizer, records: list[dict], contexts: list[str | None], *, steps: int = 50,
+def attribute(model, tokenizer, records: list[dict], drafts: list[dict | str | None] | None, *, steps: int = 50,
               baseline: str = "pad", batch_size: int = 16, method: str = "gausslegendre",
-              keep_first_token: bool = True, progress: bool = True) -> pd.DataFrame:
+              keep_first_token: bool = True, max_steps: int | None = None, tolerance: float = DEFAULT_TOLERANCE,
+              min_margin_change: float = 0.0, progress: bool = True) -> pd.DataFrame:
     """IG attribution for each record's answer-slot prompt; one row per record (see module docstring).
 
-    Columns: qid, gold, n_tokens, question_tokens, draft_tokens, margin, baseline_margin,
-    attribution_sum, completeness_error, relative_error, draft_share, question_share,
-    template_share, top_tokens.
+    ``drafts``: per record its draft (a dict: the shares split into guess and sub-questions), a
+    context string (its share is ``draft_unsplit_share``), or None (question only).
+    Columns, in :data:`ATTRIBUTION_COLUMNS` order: qid, gold; token counts (n_tokens,
+    question_tokens, draft_tokens, guess_tokens, subquestion_tokens); margin, baseline_margin,
+    margin_change, attribution_sum, completeness_error, relative_error (error / max(|change|,
+    1e-6)); steps (of the last level), points_evaluated, converged (error <= ``tolerance`` *
+    max(|change|, min_margin_change); ``max_steps`` None = ``steps``: no doubling), small_change
+    (|change| < min_margin_change); shares of |attribution|: draft_share (= guess + subquestions
+    + draft_unsplit), guess_share, subquestions_share, draft_unsplit_share, question_share,
+    template_share (draft + question + template = 1); top_tokens.
     """
-    contexts = contexts if contexts is not None else [None] * len(records)
-    if len(contexts) != len(records):
-        raise InputError(f"attribution: {len(records)} records but {len(contexts)} contexts")
+    drafts = drafts if drafts is not None else [None] * len(records)
+    if len(drafts) != len(records):
+        raise InputError(f"attribution: {len(records)} records but {len(drafts)} drafts")
     rows = []
-    for record, context in tqdm(list(zip(records, contexts)), desc="attribution", unit="question",
-                                disable=not progress):
-        prompt, spans = draft_prompt(record["question"], context)
+    for record, draft in tqdm(list(zip(records, drafts)), desc="attribution", unit="question",
+                              disable=not progress):
+        prompt, spans = draft_prompt(record["question"], draft)
         result = integrated_gradients(model, tokenizer, prompt, steps=steps, baseline=baseline,
-                                      batch_size=batch_size, method=method, keep_first_token=keep_first_token)
+                                      batch_size=batch_size, method=method, keep_first_token=keep_first_token,
+                                      max_steps=max_steps, tolerance=tolerance, min_margin_change=min_margin_change)
         attributions = result["attributions"]
-        labels = _segments(result["offsets"], spans)
-        shares = segment_shares(result["offsets"], attributions, spans)
+        parts = {name: spans[name] for name in SEGMENTS if name in spans}
+        labels = _segments(result["offsets"], parts)
+        shares = segment_shares(result["offsets"], attributions, parts)
         change = result["margin"] - result["baseline_margin"]
+        relative = result["completeness_error"] / max(abs(change), 1e-6)
+        draft_parts = [n for n in ("guess", "subquestions", "unsplit") if n in spans]
         rows.append({
             "qid": record["qid"], "gold": bool(record["answer"]), "n_tokens": len(result["input_ids"]),
-            "question_tokens": labels.count("question"), "draft_tokens": labels.count("draft"),
-            "margin": result["margin"], "baseline_margin": result["baseline_margin"],
+            "question_tokens": labels.count("question"), "draft_tokens": sum(labels.count(n) for n in draft_parts),
+            "guess_tokens": labels.count("guess"), "subquestion_tokens": labels.count("subquestions"),
+            "margin": result["margin"], "baseline_margin": result["baseline_margin"], "margin_change": change,
             "attribution_sum": float(attributions.sum()), "completeness_error": result["completeness_error"],
-            "relative_error": result["completeness_error"] / max(abs(change), 1e-6),
-            "draft_share": shares.get("draft", 0.0), "question_share": shares["question"],
+            "relative_error": relative, "steps": result["steps"], "points_evaluated": result["points_evaluated"],
+            "converged": result["converged"], "small_change": bool(abs(change) < min_margin_change),
+            "draft_share": sum(shares.get(n, 0.0) for n in draft_parts),
+            "guess_share": shares.get("guess", 0.0), "subquestions_share": shares.get("subquestions", 0.0),
+            "draft_unsplit_share": shares.get("unsplit", 0.0), "question_share": shares["question"],
             "template_share": shares["template"], "top_tokens": _top_tokens(result["tokens"], attributions),
         })
+    return pd.DataFrame(rows, columns=ATTRIBUTION_COLUMNS)
+
+
+# --- per model ---------------------------------------------------------------------------------
+
+def summarize_attribution(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per model (in order of appearance), from the per-question table (:data:`ATTRIBUTION_COLUMNS`
+    plus ``model``).
+
+    Questions with ``small_change`` (|margin change| < ``attribution.min_margin_change``) are
+    counted (``n_small_change``) and left out of everything else: a relative error on a change of
+    0.04 says nothing. Over the rest (``n_measured``): ``n_converged``, ``converged_share``,
+    ``error_share`` (sum |error| / sum |margin change|), ``median_relative_error``,
+    ``median_steps``, ``max_steps_used``, ``mean_points``. Over the converged ones only: the mean
+    shares (:data:`SHARE_COLUMNS` and ``draft_share``), bootstrap intervals of ``draft_share`` and
+    ``subquestions_share`` (``*_low``/``*_high``), and the mean draft, guess and sub-question tokens.
+    """
+    rows = []
+    for model, frame in table.groupby("model", sort=False):
+        small = frame["small_change"].astype(bool)
+        measured = frame[~small]
+        converged = measured[measured["converged"].astype(bool)]
+        change = measured["margin_change"].abs().sum()
+        row = {"model": model, "n": len(frame), "n_small_change": int(small.sum()), "n_measured": len(measured),
+               "n_converged": len(converged),
+               "converged_share": len(converged) / len(measured) if len(measured) else float("nan"),
+               "error_share": measured["completeness_error"].sum() / change if change > 0 else float("nan"),
+               "median_relative_error": float(measured["relative_error"].median()),
+               "median_steps": float(frame["steps"].median()), "max_steps_used": int(frame["steps"].max()),
+               "mean_points": float(frame["points_evaluated"].mean())}
+        for column in ["draft_share", *SHARE_COLUMNS, "draft_tokens", "guess_tokens", "subquestion_tokens"]:
+            row[column] = float(converged[column].mean()) if len(converged) else float("nan")
+        for column, name in [("draft_share", "draft"), ("subquestions_share", "subquestions")]:
+            row[f"{name}_low"], row[f"{name}_high"] = bootstrap_mean_ci(converged[column], seed=seed)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def attribution_verdict(summary: dict | pd.Series, target_share: float, min_converged_share: float,
+                        tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, str]:
+    """The seed's attribution criterion for one model's :func:`summarize_attribution` row, read on
+    the clarifying sub-questions: ("met" | "not met" | "not measured", the evidence or the reason).
+
+    Measured only when at least ``min_converged_share`` of the questions whose margin changed
+    converged (completeness error within ``tolerance``); then met when the mean sub-question share
+    over the converged questions is at least ``target_share``.
+    """
+    measured, converged = int(summary["n_measured"]), int(summary["n_converged"])
+    if measured == 0:
+        return "not measured", (f"no question's margin changed by attribution.min_margin_change or more "
+                                f"({int(summary['n_small_change'])} too small)")
+    share = converged / measured
+    counts = f"{converged}/{measured} questions converged within {tolerance:.0%}"
+    if share < min_converged_share:
+        return "not measured", (f"only {counts} ({share:.0%} < {min_converged_share:.0%}); error "
+                                f"{summary['error_share']:.1%} of the summed margin change: raise attribution.max_steps")
+    verdict = "met" if summary["subquestions_share"] >= target_share else "not met"
+    return verdict, (f"sub-question share {summary['subquestions_share']:.1%} (guess {summary['guess_share']:.1%}) "
+                     f"over {counts}")

@@ -7,6 +7,10 @@ killed process without corruption. The database runs in WAL journal mode and eve
 ``synchronous=NORMAL`` is enough for that: a committed WAL transaction survives the death of
 the process; only a power cut can lose the last few commits (and never corrupts the file).
 
+A second table, ``spend``, is a ledger of what the stored calls cost (requests, tokens,
+dollars) per scope (the client's role: ``teacher``, ``judge``), updated in the same transaction
+as each reply: spend caps are totals over the file's life, across runs and retries.
+
 Keys are the sha256 of a canonical JSON of everything that determines a call's result
 (:func:`cache_key`); values are JSON objects. Never put credentials in either.
 
@@ -30,7 +34,19 @@ CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spend (
+    scope TEXT PRIMARY KEY,
+    requests INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL
 )
+"""
+
+_ADD_SPEND = """
+INSERT INTO spend (scope, requests, tokens, cost_usd) VALUES (?, ?, ?, ?)
+ON CONFLICT(scope) DO UPDATE SET requests = requests + excluded.requests,
+    tokens = tokens + excluded.tokens, cost_usd = cost_usd + excluded.cost_usd
 """
 
 
@@ -72,7 +88,7 @@ class CallCache:
             if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
                 raise sqlite3.OperationalError(f"cannot use WAL journal mode for {self.path} (got {mode})")
             self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute(SCHEMA)
+            self._conn.executescript(SCHEMA)
 
     # --- mapping-like API ---------------------------------------------------------------------
 
@@ -82,8 +98,13 @@ class CallCache:
             row = self._conn.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def put(self, key: str, value: dict) -> None:
-        """Store ``value`` under ``key`` (replacing any old value), committed before returning."""
+    def put(self, key: str, value: dict, scope: str | None = None, spend: dict | None = None) -> None:
+        """Store ``value`` under ``key`` (replacing any old value), committed before returning.
+
+        With ``spend`` (``{"requests", "tokens", "cost_usd"}``), add it to the ledger of
+        ``scope`` in the same transaction: a reply is never stored without its cost, nor
+        counted without being stored.
+        """
         text = canonical_json(value)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -92,10 +113,21 @@ class CallCache:
                     "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)",
                     (key, text, time.time()),
                 )
+                if spend is not None:
+                    self._conn.execute(_ADD_SPEND, (str(scope), int(spend.get("requests", 0)),
+                                                    int(spend.get("tokens", 0)), float(spend.get("cost_usd", 0.0))))
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def spent(self, scope: str) -> dict:
+        """``{"requests", "tokens", "cost_usd"}`` added to ``scope``'s ledger over the file's life."""
+        with self._lock:
+            row = self._conn.execute("SELECT requests, tokens, cost_usd FROM spend WHERE scope = ?",
+                                     (str(scope),)).fetchone()
+        requests, tokens, cost = row if row is not None else (0, 0, 0.0)
+        return {"requests": int(requests), "tokens": int(tokens), "cost_usd": float(cost)}
 
     def __contains__(self, key: str) -> bool:
         with self._lock:

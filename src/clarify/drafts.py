@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from .generation import generate
-from .prompts import ANSWER_CUE, draft_request, parse_draft
+from .prompts import draft_cue, draft_request, parse_draft, parse_raw_draft
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +23,19 @@ def generate_drafts(model, tokenizer, records: list[dict], settings: dict, progr
     Row: qid, question, gold, raw (the full draft text, ``Answer:`` included), guess, reason,
     questions, parse_ok, n_tokens, hit_limit. Unparsed drafts are kept, flagged, and counted.
     """
+    include_guess = settings.get("include_guess", True)  # false: sub-questions alone, no first guess
     outputs = generate(
-        model, tokenizer, [draft_request(r["question"]) for r in records],
+        model, tokenizer, [draft_request(r["question"], include_guess) for r in records],
         max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"],
         do_sample=settings["do_sample"], temperature=settings["temperature"], seed=settings["seed"],
         stop=DRAFT_STOP, progress=progress, desc="drafts",
     )
     rows = []
     for record, out in zip(records, outputs):
-        parsed = parse_draft(out["text"])
+        parsed = parse_draft(out["text"], include_guess)
         rows.append({
             "qid": record["qid"], "question": record["question"], "gold": bool(record["answer"]),
-            "raw": "Answer:" + out["text"], **parsed,
+            "raw": draft_cue(include_guess) + out["text"], **parsed,
             "n_tokens": out["n_tokens"], "hit_limit": out["hit_limit"],
         })
     return rows
@@ -42,8 +43,7 @@ def generate_drafts(model, tokenizer, records: list[dict], settings: dict, progr
 
 def draft_from_raw(raw: str) -> dict:
     """A draft row's parsed fields from its stored ``raw`` text (as the draft eval mode saves it)."""
-    text = raw[len(ANSWER_CUE):] if raw.startswith(ANSWER_CUE) else raw
-    return {"raw": raw, **parse_draft(text)}
+    return {"raw": raw, **parse_raw_draft(raw)}
 
 
 def draft_summary(rows: list[dict]) -> dict:

@@ -13,6 +13,11 @@ and handles the questions whose vote disagrees with gold (or is invalid) the way
 * ``keep_gold``: ``kept_gold``: the gold answer with the steps of the wrong majority's first
   parsed sample (``steps_from`` says which sample the steps came from).
 
+A sample that stays invalid after the retries (no final answer or no steps) fails the harvest
+with a count (:class:`InvalidTeacherSamples`) unless ``accept_invalid_fraction`` allows that
+share; what was harvested stays cached, and the API backend asks again for exactly the invalid
+ones on the next run.
+
 No question is ever dropped silently: every input question has exactly one output row, and
 :func:`accounting` counts every row by gold label and status (the seed lost 31.5% of its
 questions to teacher disagreement, almost all "Yes", and never said so; DESIGN section 6.2).
@@ -92,8 +97,9 @@ def _sample_entry(kind: str, sample_index: int, completion) -> dict:
         "prompt_tokens": int(completion.prompt_tokens),
         "completion_tokens": int(completion.completion_tokens),
         "cost_usd": float(completion.cost_usd),
-        # the latency of the call that made the response (the cache keeps it), so a resumed
-        # harvest writes the same file; whether it came from the cache goes to the log only
+        # the latency of the call that made the response, in the canonical form the cache
+        # keeps, so a harvest served from the cache writes the same bytes; whether it came
+        # from the cache goes to the log only
         "latency_s": float(completion.latency_s),
     }
 
@@ -121,10 +127,37 @@ def _rationale_verdict(completion, gold: bool) -> str | None:
     return None
 
 
+class InvalidTeacherSamples(InputError):
+    """Too many teacher samples stayed invalid after the retries; the valid ones are cached."""
+
+
+def check_invalid(teacher, completions: list, settings: dict) -> None:
+    """Fail with a one-line count when the invalid share of ``completions`` (replies with no
+    final answer or no steps, malformed bodies) is above ``teacher.accept_invalid_fraction``."""
+    invalid = sum(1 for completion in completions if not completion.parse_ok)
+    allowed = float(settings.get("accept_invalid_fraction", 0.0))
+    if not invalid or invalid <= allowed * len(completions):
+        if invalid:
+            log.warning("teacher: %d of %d samples are invalid; accepted (teacher.accept_invalid_fraction "
+                        "= %g)", invalid, len(completions), allowed)
+        return
+    again = ("a rerun asks again for exactly those (the valid ones are cached)"
+             if getattr(teacher, "reask_invalid", False) else
+             "this backend answers the same again, so raise teacher.max_tokens or change the model")
+    raise InvalidTeacherSamples(
+        f"teacher: {invalid} of {len(completions)} samples are invalid after the retries (no final "
+        f"answer or no steps in the reply); {again}; or set teacher.accept_invalid_fraction >= "
+        f"{invalid / len(completions):.4f} to keep them as invalid votes"
+    )
+
+
 def _check_inputs(records: list[dict], drafts: dict | None, settings: dict) -> None:
     mode = settings.get("on_disagreement")
     if mode not in ON_DISAGREEMENT:
         raise InputError(f"config: teacher.on_disagreement: {mode!r} is not one of {list(ON_DISAGREEMENT)}")
+    fraction = settings.get("accept_invalid_fraction", 0.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise InputError(f"config: teacher.accept_invalid_fraction: expected a number in [0, 1], got {fraction!r}")
     for key in ("samples", "rationalize_samples"):
         if not isinstance(settings.get(key), int) or settings[key] < 1:
             raise InputError(f"config: teacher.{key}: expected an integer >= 1, got {settings.get(key)!r}")
@@ -176,6 +209,7 @@ def harvest(records: list[dict], drafts: dict[str, dict] | None, teacher, settin
         for record in records for index in range(n_samples)
     ]
     completions = _complete(teacher, requests, progress)
+    check_invalid(teacher, completions, settings)
     by_qid = {record["qid"]: completions[i * n_samples:(i + 1) * n_samples]
               for i, record in enumerate(records)}
 
@@ -195,6 +229,7 @@ def harvest(records: list[dict], drafts: dict[str, dict] | None, teacher, settin
             for record in disagreeing for j in range(n_hinted)
         ]
         answers = _complete(teacher, retry, progress)
+        check_invalid(teacher, answers, settings)
         for i, record in enumerate(disagreeing):
             hinted[record["qid"]] = answers[i * n_hinted:(i + 1) * n_hinted]
 

@@ -20,97 +20,28 @@ count against the judge's own spend caps (``judge.max_total_tokens``, ``judge.ma
 
 from __future__ import annotations
 
-import re
+import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .parsing import parse_verdict
+from .prompts import judge_prompt
 from .stats import bootstrap_mean_ci
-from .teacher import Request, Teacher, make_teacher
+from .teacher import Request, Teacher, judge_backends, make_teacher
 
-BACKENDS = ("openai", "hf")
+log = logging.getLogger(__name__)
 ORDERS = ("ab", "ba")
 VERDICTS = ("a", "b", "tie", "invalid", "skipped")
 SCORE = {"a": 1.0, "tie": 0.5, "invalid": 0.5, "skipped": 0.5, "b": 0.0}
 TEXT_CHARS = 500  # raw judge replies kept in the frame (truncated)
 
-_INSTRUCTIONS = (
-    "You are judging clarifying sub-questions. A student who must answer the yes/no question "
-    "below first wrote some sub-questions to clarify what the answer depends on. Two students "
-    "wrote the two sets of sub-questions shown. Decide which set would help more to answer the "
-    "yes/no question correctly. Consider:\n"
-    "- relevance: each sub-question asks about something the answer actually depends on;\n"
-    "- sufficiency: answering the sub-questions would settle the yes/no question;\n"
-    "- no redundancy: no repeated or useless sub-questions.\n"
-    "The order of the sets and their length say nothing about their quality. "
-    "Do not answer the yes/no question itself. Give at most two sentences of justification, "
-    "then end your reply with exactly one line: \"Verdict: 1\" if Set 1 is better, "
-    "\"Verdict: 2\" if Set 2 is better, or \"Verdict: tie\" if they are equally helpful."
-)
 
 
 def _clean(questions) -> list[str]:
     return [" ".join(str(q).split()) for q in (questions or []) if str(q).strip()]
-
-
-def _format_set(questions: list[str]) -> str:
-    questions = _clean(questions)
-    if not questions:
-        return "(none)"
-    return "\n".join(f"- {q}" for q in questions)
-
-
-def judge_prompt(question: str, first: list[str], second: list[str]) -> str:
-    """The judge's prompt: ``first`` shown as Set 1, ``second`` as Set 2 ("(none)" if empty)."""
-    return (
-        f"{_INSTRUCTIONS}\n\n"
-        f"Yes/no question: {' '.join(str(question).split())}\n\n"
-        f"Set 1:\n{_format_set(first)}\n\n"
-        f"Set 2:\n{_format_set(second)}\n\n"
-        "Which set helps more? End with \"Verdict: 1\", \"Verdict: 2\" or \"Verdict: tie\"."
-    )
-
-
-# --- parsing the reply -------------------------------------------------------------------------
-
-_VERDICT_LINE = re.compile(r"^[\s>#*_`-]*(?:(?:final|my|overall)\s+)?verdict[\s*_`]*[:=\-][\s*_`]*(.*?)\s*$",
-                           re.IGNORECASE | re.MULTILINE)
-# "1", "Set 1", "set 2." but not a template echo like "1, 2 or tie" / "1/2/tie"
-_SET = re.compile(r"(?:set\s*)?([12])\b(?!\s*(?:[,/|]|or\b|and\b))", re.IGNORECASE)
-_TIE = re.compile(r"(?:(?:it\s*'?\s*s\s+)?a\s+)?(tie|tied|equal|equally)\b(?!\s*(?:[,/|]|or\b))", re.IGNORECASE)
-
-
-def _value(text: str) -> str:
-    """A verdict value with markdown, brackets and quotes removed."""
-    return re.sub(r"[*_`\"'\[\]()]", "", text).strip()
-
-
-def _read(value: str, whole: bool) -> str:
-    value = _value(value)
-    if whole:  # a bare reply must be nothing but the verdict
-        value = value.rstrip(".!")
-        match = _SET.fullmatch(value) or _TIE.fullmatch(value)
-    else:
-        match = _SET.match(value) or _TIE.match(value)
-    if match is None:
-        return "invalid"
-    token = match.group(1).lower()
-    return {"1": "first", "2": "second"}.get(token, "tie")
-
-
-def parse_verdict(text: str | None) -> str:
-    """``"first"``, ``"second"``, ``"tie"`` or ``"invalid"``.
-
-    The last ``Verdict:`` line decides (any case, markdown tolerated; ``1``, ``Set 1``, ``2``,
-    ``tie``, ``equal``); a reply with no such line parses only if it is a bare verdict
-    (``"1"``, ``"Set 2."``, ``"tie"``).
-    """
-    text = text or ""
-    lines = _VERDICT_LINE.findall(text)
-    if lines:
-        return _read(lines[-1], whole=False)
-    return _read(text.strip(), whole=True)
 
 
 # --- judging pairs -----------------------------------------------------------------------------
@@ -221,8 +152,57 @@ def make_judge(settings: dict, cache_path=None) -> Teacher:
     """The judge client for ``settings`` (the ``teacher`` section's keys: backend, model,
     base_url, temperature, max_tokens, concurrency, timeout_s, max_retries, cache,
     max_total_tokens, max_cost_usd, prices). ``cache_path`` defaults to ``settings["cache"]``
-    (``False``: no cache). Backends: ``openai`` or ``hf`` (the gold teacher cannot judge)."""
+    (``False``: no cache). Backends: those of the registry that can judge (not gold).
+    Every reply is final (an unreadable verdict is a tie), so cached replies are never re-asked."""
     backend = settings.get("backend")
-    if backend not in BACKENDS:
-        raise InputError(f"judge.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
-    return make_teacher(settings, cache_path, role="judge")
+    allowed = judge_backends()
+    if backend not in allowed:
+        raise InputError(f"judge.backend: {backend!r} is not one of {', '.join(allowed)}")
+    return make_teacher(settings, cache_path, role="judge", reask_invalid=False)
+
+
+# --- the rule: every configured pair of models -------------------------------------------------
+
+def draft_questions(path, max_questions=None) -> pd.DataFrame:
+    """``qid`` and the clarifying ``questions`` of each scored draft in ``path`` (a scores
+    parquet with a ``generated`` column), the first ``max_questions`` rows (None = all)."""
+    from .drafts import draft_from_raw
+
+    frame = pd.read_parquet(path)
+    if max_questions:
+        frame = frame.iloc[:max_questions]
+    return pd.DataFrame({"qid": frame["qid"], "questions": [draft_from_raw(raw)["questions"]
+                                                           for raw in frame["generated"]]})
+
+
+def resolve_model(settings: dict, student_dir) -> dict:
+    """``settings`` with ``model: student`` (hf) replaced by the prepared student's folder."""
+    from .models import read_manifest
+
+    settings = dict(settings)
+    if settings["backend"] == "hf" and settings["model"] == "student":
+        settings["model"] = read_manifest(Path(student_dir) / "manifest.json")["path"]
+    return settings
+
+
+def judge_models(judge: Teacher, questions: dict[str, str], drafts: dict[str, str], pairs,
+                 max_questions=None, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
+    """Judge every pair ``[A, B]`` of ``pairs``: ``drafts`` maps a model name to its drafts
+    parquet, ``questions`` a qid to its text. Returns (all verdict rows with ``model_a`` and
+    ``model_b`` first, one summary per pair)."""
+    frames, summaries = [], []
+    for first, second in pairs:
+        a = draft_questions(drafts[first], max_questions)
+        b = draft_questions(drafts[second], max_questions)
+        if list(a["qid"]) != list(b["qid"]):
+            raise InputError(f"judge: {first} and {second} drafted different questions")
+        items = [{"qid": qid, "question": questions[qid], "questions_a": qa, "questions_b": qb}
+                 for qid, qa, qb in zip(a["qid"], a["questions"], b["questions"])]
+        frame = judge_pairs(judge, items, progress=progress)
+        frame.insert(0, "model_a", first)
+        frame.insert(1, "model_b", second)
+        frames.append(frame)
+        summary = {"model_a": first, "model_b": second, **summarize(frame, seed=seed)}
+        summaries.append(summary)
+        log.info("judge %s vs %s: %s", first, second, summary)
+    return pd.concat(frames, ignore_index=True), summaries

@@ -148,11 +148,13 @@ def quantization_config(settings: dict):
     )
 
 
-def load_model(manifest: dict, student: dict, quantization: dict | None = None, adapter: str | None = None):
+def load_model(manifest: dict, student: dict, quantization: dict | None = None, adapter: str | None = None,
+               gguf_file: str | None = None):
     """Load the student described by ``manifest`` with the ``student``/``quantization`` settings.
 
     With ``adapter`` (a PEFT folder) the adapter is applied, and merged into the weights when
-    they are not quantised (faster inference; identical outputs).
+    they are not quantised (faster inference; identical outputs). ``gguf_file`` loads a GGUF in
+    the manifest's folder directly (the hf teacher; the student is converted once instead).
     """
     quant = quantization_config(quantization or {})
     dtype = student.get("dtype", "float32")
@@ -162,7 +164,7 @@ def load_model(manifest: dict, student: dict, quantization: dict | None = None, 
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": 0}
-    model = _from_pretrained(manifest["path"], gguf_file=None, **kwargs)
+    model = _from_pretrained(manifest["path"], gguf_file=gguf_file, **kwargs)
     if quant is None and torch.cuda.is_available():
         model.to("cuda")
     if adapter:

