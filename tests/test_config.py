@@ -20,7 +20,7 @@ def test_shipped_configs_are_valid_and_defaults_are_filled():
     assert config["eval"]["split"] == "test"
     demo = load("config.yaml")
     for section, values in load("config/demo.yaml").items():
-        demo[section].update(values)
+        demo.setdefault(section, {}).update(values)
     assert validate_config(demo, SCHEMA)["student"]["model"].startswith("pypi:")
 
 
