@@ -28,7 +28,8 @@ def test_missing_sections_take_schema_defaults():
     config = validate_config({"data": {"source": "x.json"}}, SCHEMA)
     assert config["data"]["split_seed"] == 42 and config["data"]["train_samples"] == 200
     assert config["eval"] == {"split": "test", "batch_size": 16, "max_questions": None,
-                              "modes": ["direct", "draft", "cot"], "cot_max_new_tokens": 160}
+                              "modes": ["direct", "draft", "cot"], "cot_max_new_tokens": 160,
+                              "sc_samples": 8, "sc_temperature": 0.7, "sc_seed": 0}
     assert config["teacher"]["backend"] == "gold" and config["teacher"]["samples"] == 3
     assert config["phase_a"]["learning_rate"] == 2e-4 and config["phase_b"]["learning_rate"] == 1e-4
     assert config["phase_b"]["class_weights"] is None and "class_weights" not in config["phase_a"]

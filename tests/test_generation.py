@@ -1,7 +1,8 @@
 import pytest
+import torch
 
 from clarify.drafts import draft_summary, generate_drafts
-from clarify.generation import _finish, generate
+from clarify.generation import SeededGumbelSampler, _finish, generate, generate_samples
 from clarify.models import load_model, load_tokenizer
 from clarify.prompts import draft_context, draft_request, parse_draft
 
@@ -94,3 +95,51 @@ def test_draft_context_never_repeats_the_answer_cue():
     context = draft_context(parsed)
     assert context == "Draft guess: Yes - llamas are fast.\nDraft questions: How long? When?"
     assert "Answer:" not in draft_context({**parse_draft(" junk"), "raw": "Answer: junk"})
+
+
+def test_samples_do_not_depend_on_batching_or_neighbours(tiny):
+    """Each sample draws from its own seeded stream: batch size and batch-mates change nothing."""
+    model, tokenizer = tiny
+    prompts = [draft_request(r["question"]) for r in RECORDS]
+    kwargs = dict(max_new_tokens=8, temperature=1.0, seed=5, progress=False)
+    together = generate_samples(model, tokenizer, prompts, 3, batch_size=9, **kwargs)
+    apart = generate_samples(model, tokenizer, prompts, 3, batch_size=2, **kwargs)
+    alone = generate_samples(model, tokenizer, prompts[1:2], 3, batch_size=1, **kwargs)
+    assert together == apart and together[1] == alone[0]
+    assert any(len({s["text"] for s in per_prompt}) > 1 for per_prompt in together)
+    single = generate(model, tokenizer, prompts, do_sample=True, batch_size=1, **kwargs)
+    assert single == [per_prompt[0] for per_prompt in together]
+    # a prompt repeated k times gets k different samples: the same as generate_samples(k)
+    repeated = generate(model, tokenizer, [p for p in prompts for _ in range(3)], do_sample=True, batch_size=4, **kwargs)
+    assert repeated == [s for per_prompt in together for s in per_prompt]
+
+
+def test_sampler_is_an_exact_draw_at_the_temperature():
+    """Gumbel-max on logits / T picks each token with probability softmax(logits / T)."""
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    sampler = SeededGumbelSampler([123], temperature=0.5, device="cpu")
+    counts = torch.zeros(4)
+    for _ in range(20000):
+        counts[sampler(None, logits).argmax()] += 1
+    expected = torch.softmax(logits[0] / 0.5, -1)
+    assert torch.allclose(counts / counts.sum(), expected, atol=0.01)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SeededGumbelSampler([1], temperature=0.0, device="cpu")
+
+
+def test_out_of_memory_halves_the_batch_and_changes_nothing(tiny, monkeypatch, caplog):
+    model, tokenizer = tiny
+    prompts = [draft_request(r["question"]) for r in RECORDS]
+    kwargs = dict(max_new_tokens=6, temperature=1.0, seed=2, progress=False)
+    expected = generate_samples(model, tokenizer, prompts, 2, batch_size=6, **kwargs)
+    real, sizes = model.generate, []
+
+    def small_memory(**batch):
+        sizes.append(batch["input_ids"].shape[0])
+        if batch["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(**batch)
+
+    monkeypatch.setattr(model, "generate", small_memory)
+    assert generate_samples(model, tokenizer, prompts, 2, batch_size=6, **kwargs) == expected
+    assert sizes == [6, 3] + [1] * 6 and "out of memory at 6 sequences a batch; going on with 3" in caplog.text

@@ -35,6 +35,11 @@ def main(smk):
     extra = ""
     if "hit_limit" in scores:
         extra = f"; {int(scores['hit_limit'].sum())} generations hit the length limit"
+    if "sc_samples" in scores:
+        k = int(scores["sc_samples"].iloc[0])
+        unanimous = ((scores["sc_yes_votes"] == 0) | (scores["sc_yes_votes"] == k)).mean()
+        extra += (f"; {k} samples per question at T={settings['sc_temperature']} (seed {settings['sc_seed']}), "
+                  f"unanimous on {100 * unanimous:.1f}% of questions")
     log.info("%s/%s on %s: %s; predicted yes %.1f%%%s", model_name, mode, settings["split"],
              accuracy(scores["correct"]), 100 * scores["pred"].mean(), extra)
 
