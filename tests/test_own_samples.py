@@ -141,8 +141,8 @@ def test_sampling_settings_from_config_sections():
              "batch_size": 16, "pairs_per_question": 1}
     assert own_samples.sampling_settings("pairs", pairs) == {"samples": 4, "temperature": 0.7, "seed": 42,
                                                             "max_new_tokens": 160, "batch_size": 16}
-    phase_b = {"seed": 7, "batch_size": 8, "self_train_samples": 3, "self_train_temperature": 0.5,
-               "self_train_max_new_tokens": 99, "self_train_fallback": "teacher"}
+    phase_b = {"seed": 7, "batch_size": 32, "self_train_batch_size": 8, "self_train_samples": 3,
+               "self_train_temperature": 0.5, "self_train_max_new_tokens": 99, "self_train_fallback": "teacher"}
     assert own_samples.sampling_settings("self_train", phase_b) == {"samples": 3, "temperature": 0.5, "seed": 7,
                                                                    "max_new_tokens": 99, "batch_size": 8}
     with pytest.raises(InputError, match="unknown purpose"):
@@ -351,8 +351,8 @@ def test_sample_own_script_writes_scored_samples_and_rationalisations(tmp_path, 
     prepare_student(str(tiny_model_dir), student / "hf", student / "manifest.json")
     records = tmp_path / "records.jsonl"
     write_jsonl(records, RECORDS[:3])
-    phase_b = {"seed": 0, "batch_size": 8, "self_train_samples": 2, "self_train_temperature": 1.0,
-               "self_train_max_new_tokens": 6, "self_train_fallback": "rationalize"}
+    phase_b = {"seed": 0, "batch_size": 8, "self_train_batch_size": 8, "self_train_samples": 2,
+               "self_train_temperature": 1.0, "self_train_max_new_tokens": 6, "self_train_fallback": "rationalize"}
     out = {"samples": str(tmp_path / "samples.jsonl")}
     run_script("sample_own", tmp_path, {"student": str(student), "records": str(records)}, out,
                purpose="self_train", settings=phase_b, student={"dtype": "float32"},

@@ -45,7 +45,7 @@ SETTINGS_FROM_CONFIG = {
         "temperature": section["self_train_temperature"],
         "seed": section["seed"],
         "max_new_tokens": section["self_train_max_new_tokens"],
-        "batch_size": section["batch_size"],
+        "batch_size": section["self_train_batch_size"],
     },
 }
 

@@ -10,6 +10,7 @@ from clarify import preflight
 from clarify.config import validate_config
 from clarify.dpo_losses import LOSSES
 from clarify.dpo_schedule import resolve_schedule
+from clarify.evaluation import MODES, mode_settings
 from clarify.variants import resolve_variants
 from clarify.errors import InputError
 
@@ -110,7 +111,7 @@ ADAPTERS = {
     **{name: variant.adapter for name, variant in VARIANTS.items()},
 }
 SCORED_MODELS = list(ADAPTERS)
-EVAL_MODES = ["direct", "draft", "cot"]
+EVAL_MODES = list(MODES)
 VARIANT_NAMES = "|".join(VARIANTS) or "(?!)"  # a wildcard that matches no name when there is no variant
 LOSS_FORMS = "|".join(LOSSES)  # the wildcard of a loss-comparison run: any registered loss form
 
@@ -134,13 +135,9 @@ def model_config(model):
 
 
 def eval_settings(wildcards):
-    """What a score job depends on: generation settings only for the modes that generate."""
-    settings = pick("eval", "split", "batch_size", "max_questions")
-    if wildcards.mode == "draft":
-        settings["drafts"] = model_config(wildcards.model)["drafts"]
-    if wildcards.mode == "cot":
-        settings["cot_max_new_tokens"] = config["eval"]["cot_max_new_tokens"]
-    return settings
+    """What a score job depends on: the eval keys its mode reads (a variant's own draft settings)."""
+    return {**pick("eval", "split", "batch_size", "max_questions"),
+            **mode_settings(wildcards.mode, config["eval"], model_config(wildcards.model)["drafts"])}
 
 
 def training_eval_settings():
