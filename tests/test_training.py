@@ -14,7 +14,7 @@ from clarify.evaluation import evaluate
 from clarify.models import load_model, load_tokenizer
 from clarify.prompts import answer_completion, answer_prompt, reasoning_completion, reasoning_prompt
 from clarify.stats import accuracy
-from clarify.training import tokenize_rows, train_phase
+from clarify.training import resume_point, tokenize_rows, train_phase
 
 from conftest import REPO
 
@@ -164,6 +164,33 @@ def test_a_half_written_checkpoint_is_skipped_for_the_last_complete_one(setup, c
     assert resumed["resumed_from"].endswith("checkpoint-3")
     assert resumed["steps"] == uninterrupted["steps"]
     assert [h["epoch"] for h in resumed["dev_history"]] == [1, 2, 3]
+
+
+def half_saved_run(work, best_epoch):
+    """Epoch 1 checkpointed (step 3); epoch 2 dev-checked (step 6), then killed during its save."""
+    for step, files in [(3, ["trainer_state.json", "optimizer.pt", "adapter_model.safetensors"]),
+                        (6, ["adapter_model.safetensors"])]:
+        (work / f"checkpoint-{step}").mkdir(parents=True)
+        for name in files:
+            (work / f"checkpoint-{step}" / name).write_text(json.dumps({"global_step": step}))
+    (work / "best").mkdir()
+    history = [{"epoch": 1, "step": 3, "dev_accuracy": 0.5}, {"epoch": 2, "step": 6, "dev_accuracy": 0.6}]
+    history[best_epoch - 1]["best"] = True
+    (work / "dev_history.json").write_text(json.dumps(history))
+    return work / "best", work / "dev_history.json"
+
+
+def test_resume_point_cuts_the_dev_history_back_to_the_last_complete_checkpoint(tmp_path):
+    best, history = half_saved_run(tmp_path, best_epoch=1)
+    assert resume_point(tmp_path, best, history) == tmp_path / "checkpoint-3"
+    assert [h["epoch"] for h in json.loads(history.read_text())] == [1] and best.is_dir()
+    assert not (tmp_path / "checkpoint-6").exists()
+
+
+def test_resume_point_starts_fresh_when_the_kept_adapter_is_newer_than_the_checkpoint(tmp_path):
+    best, history = half_saved_run(tmp_path, best_epoch=2)  # epoch 1's kept adapter was overwritten
+    assert resume_point(tmp_path, best, history) is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_training_curves_are_written_as_tensorboard_events(setup, config, tmp_path):
