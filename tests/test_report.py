@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from clarify.ablations import ablation_table
-from clarify.report import display_name
-from clarify.report_validation import (attribution_section, attribution_summary, executive_section, judge_section,
-                                       walltime_section)
+from clarify.report.executive import executive_section
+from clarify.report.format import display_name
+from clarify.report.validation import attribution_section, attribution_summary, judge_section
+from clarify.report.walltime import walltime_section
 from clarify.stats import mcnemar
 
 TARGETS = {"phase_a_accuracy": 0.60, "phase_b_gain_pp": 7.0, "phase_c_gain_pp": 10.0, "no_draft_drop_pp": 3.0,
@@ -139,7 +140,7 @@ def test_report_settings_in_the_schema_match_the_targets_used_here():
 
 
 def test_skipped_nonfinite_steps_are_shown_per_phase_and_round():
-    from clarify.report import dpo_section
+    from clarify.report.phase_c import dpo_section
 
     step = {"epoch": 1.0, "margin": 0.5, "implicit_accuracy": 1.0, "dropped_pairs": 0}
     log = {"steps": [{**step, "margin": 0.0}, step], "schedule": [{"loss": "sigmoid", "beta": 0.1}], "pairs": 8,
@@ -148,3 +149,29 @@ def test_skipped_nonfinite_steps_are_shown_per_phase_and_round():
     skipped = dpo_section([{**log, "nonfinite_steps": [5, 6, 7, 8, 9, 12]}], None)
     assert "| steps skipped (NaN/inf) |" in clean and "| 0 | 3 s |" in clean
     assert "| 6 (step 5, 6, 7, 8, 9, ...) | 3 s |" in skipped
+
+
+def test_a_new_eval_mode_and_variant_models_appear_without_report_changes(tmp_path):
+    """Modes and models come from the score files: ``cot_sc`` and ``variant_*`` need no code here."""
+    from clarify.report.evaluation import evaluation_section
+    from clarify.report.phase_c import loss_comparison_section
+
+    a, b = [True] * 6 + [False] * 4, [True] * 8 + [False] * 2
+    frames = {(model, mode): scores(flags) for mode in ("cot_sc", "direct", "cot")
+              for model, flags in [("phaseA", a), ("phaseB", b), ("variant_no_guess", b), ("phaseC_rpo", a)]}
+    text = evaluation_section(frames)
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert "| variant no_guess | cot_sc | 10 | 80.0% [" in text
+    comparisons = [line.split(" | ")[:2] for line in table if " vs " in line]
+    assert comparisons[:3] == [["| Phase B (CoT distillation) vs Phase A (answer-only SFT)", m] for m in
+                               ("direct", "cot", "cot_sc")]  # known modes in their order, new ones after
+    assert ["| variant no_guess vs Phase A (answer-only SFT)", "cot_sc"] in comparisons
+    assert ["| variant no_guess vs Phase B (CoT distillation)", "direct"] in comparisons
+    variant = tmp_path / "compare_rpo"
+    variant.mkdir()
+    step = {"epoch": 1.0, "margin": 0.5, "implicit_accuracy": 1.0, "dropped_pairs": 0}
+    (variant / "dpo_log.json").write_text(json.dumps({"steps": [step], "schedule": [{"loss": "rpo", "beta": 0.1}],
+                                                      "wall_time_s": 2.0}))
+    losses = loss_comparison_section([variant], frames)
+    assert "| accuracy (direct) | accuracy (cot) | accuracy (cot_sc) | wall time |" in losses
+    assert "| rpo | 0.1 | 0.5000 -> 0.5000 | 1.00 | 0 | 60.0% [" in losses

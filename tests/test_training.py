@@ -1,6 +1,7 @@
 """Phase A/B training on the tiny model: it learns, it continues, it resumes, it refuses GPU-only options."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from clarify.evaluation import evaluate
 from clarify.models import load_model, load_tokenizer
 from clarify.prompts import answer_completion, answer_prompt, reasoning_completion, reasoning_prompt
 from clarify.stats import accuracy
-from clarify.training import tokenize_rows, train_phase
+from clarify.training import resume_point, tokenize_rows, train_phase
 
 from conftest import REPO
 
@@ -39,14 +40,15 @@ def setup(tiny_model_dir, config):
             "eval": eval_settings}
 
 
-def run(setup, config, tmp, phase="phase_a", rows=None, init_adapter=None, callbacks=(), **overrides):
+def run(setup, config, tmp, phase="phase_a", rows=None, init_adapter=None, callbacks=(), lora=None,
+        tensorboard_dir=None, **overrides):
     settings = {**config[phase], "epochs": 3, "batch_size": 8, "grad_accum": 1, "learning_rate": 2e-2,
                 "early_stopping_patience": 3, **overrides}
     return train_phase(phase=phase, manifest=setup["manifest"], student={"dtype": "float32"},
-                       quantization=config["quantization"], lora=config["lora"], settings=settings,
+                       quantization=config["quantization"], lora={**config["lora"], **(lora or {})}, settings=settings,
                        eval_settings=setup["eval"], train_rows=rows or setup["baseline"],
                        dev_records=setup["records"][:8], output_dir=tmp / phase, checkpoint_dir=tmp / f"ckpt-{phase}",
-                       init_adapter=init_adapter, callbacks=callbacks, progress=False)
+                       init_adapter=init_adapter, callbacks=callbacks, progress=False, tensorboard_dir=tensorboard_dir)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +128,80 @@ def test_interrupted_training_resumes_from_the_last_epoch(setup, config, tmp_pat
     assert resumed["steps"] == uninterrupted["steps"]
     assert [h["epoch"] for h in resumed["dev_history"]] == [1, 2, 3]
     assert not (tmp_path / "ckpt-phase_a").exists()
+
+
+def test_resume_under_changed_settings_starts_fresh(setup, config, tmp_path, phase_a, caplog):
+    """Issue 16, case 1: checkpoints of lr 2e-2 are not resumed as a run with lr 5e-2 (or more epochs)."""
+    with pytest.raises(Interrupt):
+        run(setup, config, tmp_path, callbacks=(StopAfterFirstSave(),))
+    with caplog.at_level("WARNING", logger="clarify.resume"):
+        fresh = run(setup, config, tmp_path, learning_rate=5e-2, epochs=4)
+    assert fresh["resumed_from"] is None
+    assert [h["epoch"] for h in fresh["dev_history"]] == [1, 2, 3, 4] and fresh["steps"] == 12
+    assert "starting fresh" in caplog.text and "settings.epochs, settings.learning_rate" in caplog.text
+
+
+def test_changed_lora_rank_starts_fresh_instead_of_a_size_mismatch(setup, config, tmp_path):
+    """Issue 16, case 1: ``lora.r`` 16 -> 4 under an old checkpoint failed with "size mismatch" on every rerun."""
+    with pytest.raises(Interrupt):
+        run(setup, config, tmp_path, callbacks=(StopAfterFirstSave(),))
+    log = run(setup, config, tmp_path, lora={"r": 4}, epochs=1)
+    assert log["resumed_from"] is None
+    weights = load_file(tmp_path / "phase_a" / "adapter_model.safetensors")
+    assert {w.shape[0] for name, w in weights.items() if "lora_A" in name} == {4}
+
+
+def test_a_half_written_checkpoint_is_skipped_for_the_last_complete_one(setup, config, tmp_path, phase_a):
+    """Issue 16, case 2: a kill during a save leaves a checkpoint without trainer_state.json / optimizer.pt."""
+    _, uninterrupted = phase_a
+    with pytest.raises(Interrupt):
+        run(setup, config, tmp_path, callbacks=(StopAfterFirstSave(),))
+    work = tmp_path / "ckpt-phase_a"
+    shutil.copytree(work / "checkpoint-3", work / "checkpoint-6")
+    for name in ("trainer_state.json", "optimizer.pt"):
+        (work / "checkpoint-6" / name).unlink()
+    resumed = run(setup, config, tmp_path)
+    assert resumed["resumed_from"].endswith("checkpoint-3")
+    assert resumed["steps"] == uninterrupted["steps"]
+    assert [h["epoch"] for h in resumed["dev_history"]] == [1, 2, 3]
+
+
+def half_saved_run(work, best_epoch):
+    """Epoch 1 checkpointed (step 3); epoch 2 dev-checked (step 6), then killed during its save."""
+    for step, files in [(3, ["trainer_state.json", "optimizer.pt", "adapter_model.safetensors"]),
+                        (6, ["adapter_model.safetensors"])]:
+        (work / f"checkpoint-{step}").mkdir(parents=True)
+        for name in files:
+            (work / f"checkpoint-{step}" / name).write_text(json.dumps({"global_step": step}))
+    (work / "best").mkdir()
+    history = [{"epoch": 1, "step": 3, "dev_accuracy": 0.5}, {"epoch": 2, "step": 6, "dev_accuracy": 0.6}]
+    history[best_epoch - 1]["best"] = True
+    (work / "dev_history.json").write_text(json.dumps(history))
+    return work / "best", work / "dev_history.json"
+
+
+def test_resume_point_cuts_the_dev_history_back_to_the_last_complete_checkpoint(tmp_path):
+    best, history = half_saved_run(tmp_path, best_epoch=1)
+    assert resume_point(tmp_path, best, history) == tmp_path / "checkpoint-3"
+    assert [h["epoch"] for h in json.loads(history.read_text())] == [1] and best.is_dir()
+    assert not (tmp_path / "checkpoint-6").exists()
+
+
+def test_resume_point_starts_fresh_when_the_kept_adapter_is_newer_than_the_checkpoint(tmp_path):
+    best, history = half_saved_run(tmp_path, best_epoch=2)  # epoch 1's kept adapter was overwritten
+    assert resume_point(tmp_path, best, history) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_curves_are_written_as_tensorboard_events(setup, config, tmp_path):
+    pytest.importorskip("tensorboardX", reason="TensorBoard event files need tensorboardX (a project dependency)")
+    board = tmp_path / "tensorboard"
+    (board / "stale").mkdir(parents=True)  # a previous, not continued attempt's curves go
+    run(setup, config, tmp_path, epochs=1, tensorboard_dir=board)
+    events = list(board.glob("events.out.tfevents.*"))
+    assert events and not (board / "stale").exists()
+    data = b"".join(path.read_bytes() for path in events)
+    assert b"train/loss" in data and b"train/learning_rate" in data
 
 
 def test_class_weights_change_the_loss(setup, config, tmp_path):

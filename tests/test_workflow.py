@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from clarify.report import format_accuracy
+from clarify.report.format import format_accuracy
 from clarify.stats import accuracy
 
 REPO = Path(__file__).resolve().parents[1]

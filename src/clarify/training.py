@@ -10,12 +10,15 @@
   best epoch's adapter is kept and training stops after ``early_stopping_patience`` epochs
   without improvement. The test split is never looked at.
 * Checkpoints are written each epoch outside the rule's output, so a killed job resumes
-  from its last finished epoch when it is run again.
+  from its last complete epoch when it is run again, and only under the settings and data
+  that made them (``clarify.resume``: a fingerprint mismatch starts fresh).
+* Training curves also go to TensorBoard event files when ``tensorboard_dir`` is given.
 * 4-bit NF4 + bf16 + gradient checkpointing where CUDA exists; plain LoRA in float32 on CPU.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -30,11 +33,14 @@ from .errors import InputError
 from .evaluation import evaluate
 from .models import linear_module_names, load_model, load_tokenizer, resolve_lora_targets
 from .numerics import nonfinite_guard, require_finite_parameters
+from .resume import fingerprint, last_complete_checkpoint, open_work_dir
 from .stats import accuracy
 
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "dev_history.json"
+#: What a resumable SFT checkpoint holds; trainer_state.json is the last file the trainer writes.
+CHECKPOINT_FILES = ["trainer_state.json", "optimizer.pt", ("adapter_model.safetensors", "adapter_model.bin")]
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -247,10 +253,53 @@ def sft_config(settings: dict, checkpoint_dir: str | Path, steps_per_epoch: int,
     return SFTConfig(**arguments)
 
 
-def _last_checkpoint(checkpoint_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def tensorboard_callbacks(log_dir: str | Path | None) -> list:
+    """transformers' ``TensorBoardCallback`` writing to ``log_dir`` (none when it is None).
 
-    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    transformers 5 has no ``TrainingArguments.logging_dir`` (only the process-wide
+    ``TENSORBOARD_LOGGING_DIR``), so the callback is given its directory here instead of
+    through ``report_to``. It writes with ``tensorboardX`` (or ``tensorboard``, when present).
+    """
+    if log_dir is None:
+        return []
+    from transformers.integrations import TensorBoardCallback, is_tensorboard_available
+
+    if not is_tensorboard_available():
+        raise InputError("logging.tensorboard: writing TensorBoard event files needs the tensorboardX (or "
+                         "tensorboard) package; install it or set logging.tensorboard to false")
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(log_dir)
+    return [callback]
+
+
+def rows_digest(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resume_point(checkpoint_dir: Path, best_dir: Path, history_path: Path) -> Path | None:
+    """The checkpoint to resume from, with the dev history cut back to it; None for a fresh start.
+
+    A kill after an epoch's dev check but before its checkpoint was complete leaves a history
+    (and perhaps a kept adapter) ahead of the last complete checkpoint: those epochs rerun, so
+    their entries go; if the kept adapter is one of them, the epoch it replaced is lost and the
+    run starts fresh.
+    """
+    resume = last_complete_checkpoint(checkpoint_dir, CHECKPOINT_FILES)
+    history = json.loads(history_path.read_text()) if resume and history_path.exists() else []
+    if resume is not None:
+        step = json.loads((resume / "trainer_state.json").read_text())["global_step"]
+        kept = [h for h in history if h["step"] <= step]
+        if any(h.get("best") for h in history[len(kept):]):
+            log.warning("%s: the kept adapter is newer than the last complete checkpoint %s: starting fresh",
+                        checkpoint_dir, resume.name)
+            shutil.rmtree(resume)
+            resume = None
+        else:
+            history_path.write_text(json.dumps(kept, indent=2))
+    if resume is None:  # a fresh start: forget a previous attempt's checkpoints and dev history
+        for stale in [best_dir, history_path, *checkpoint_dir.glob("checkpoint-*")]:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    return resume
 
 
 # --- the phase -----------------------------------------------------------------------------
@@ -258,25 +307,30 @@ def _last_checkpoint(checkpoint_dir: Path) -> str | None:
 def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict, lora: dict,
                 settings: dict, eval_settings: dict, train_rows: list[dict], dev_records: list[dict],
                 output_dir: str | Path, checkpoint_dir: str | Path, init_adapter: str | None = None,
-                callbacks: tuple = (), progress: bool = True) -> dict:
+                callbacks: tuple = (), progress: bool = True, tensorboard_dir: str | Path | None = None) -> dict:
     """Train one phase's adapter and write it (best dev epoch) with ``training_log.json``.
 
     ``settings`` is the phase's config section; ``eval_settings`` holds the dev check's
     generation settings (``cot_max_new_tokens`` and the ``drafts`` section); the dev check
-    scores in the phase's batch size. Returns the training log.
+    scores in the phase's batch size. Checkpoints in ``checkpoint_dir`` are resumed only when
+    they were made from the same settings, model, data and initial adapter. Returns the
+    training log.
     """
     if not train_rows:
         raise InputError(f"{phase}: the training corpus is empty")
     started = time.time()
     cuda = torch.cuda.is_available()
-    output_dir, checkpoint_dir = Path(output_dir), Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    best_dir, history_path = checkpoint_dir / "best", checkpoint_dir / HISTORY_FILE
-    resume = _last_checkpoint(checkpoint_dir)
-    if resume is None:  # a fresh start: forget a previous attempt's dev history
-        for stale in (best_dir, history_path):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    output_dir = Path(output_dir)
     gradient_checkpointing, bf16 = precision(settings, phase)
+    made_by = {"phase": phase, "model": manifest, "student": student, "quantization": quantization, "lora": lora,
+               "settings": settings, "eval": eval_settings, "train_rows_sha256": rows_digest(train_rows),
+               "dev_records_sha256": rows_digest(dev_records)}
+    checkpoint_dir = open_work_dir(checkpoint_dir, fingerprint(made_by, [init_adapter] if init_adapter else []),
+                                   made_by)
+    best_dir, history_path = checkpoint_dir / "best", checkpoint_dir / HISTORY_FILE
+    resume = resume_point(checkpoint_dir, best_dir, history_path)
+    if resume is None and tensorboard_dir is not None:
+        shutil.rmtree(tensorboard_dir, ignore_errors=True)  # curves of a run that is not continued
 
     tokenizer = load_tokenizer(manifest["path"])
     from transformers import set_seed
@@ -296,7 +350,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
                               settings["early_stopping_patience"], best_dir, history_path)
     guard = nonfinite_guard(phase)
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[guard, dev_check, *callbacks])
+                            callbacks=[guard, dev_check, *tensorboard_callbacks(tensorboard_dir), *callbacks])
     if settings.get("class_weights"):
         from .scoring import answer_tokens
 
@@ -307,7 +361,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
                                   ids.no[0]: settings["class_weights"]["no_weight"]}
     if resume:
         log.info("%s: resuming from %s", phase, resume)
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     require_finite_parameters(trainer.model, phase)
     history = dev_check.history
@@ -333,7 +387,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "bf16": bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")),
         "gradient_checkpointing": bool(gradient_checkpointing),
-        "resumed_from": resume,
+        "resumed_from": str(resume) if resume else None,
         "nonfinite_steps": guard.skipped,
         "wall_time_s": round(time.time() - started, 1),
     }

@@ -31,6 +31,8 @@ def main(smk):
         output_dir=smk.output.adapter,
         checkpoint_dir=smk.params.checkpoints,
         init_adapter=smk.input.get("init_adapter"),
+        # Read from the config, not params: turning the curves on or off is no reason to retrain.
+        tensorboard_dir=f"logs/tensorboard/{smk.rule}" if smk.config["logging"]["tensorboard"] else None,
     )
 
 
