@@ -22,8 +22,9 @@ from urllib.parse import urlparse
 
 from .errors import InputError
 
-# Backends that call an API, and the environment variable (or .env entry) holding its key.
-API_KEYS = {"openai": "OPENAI_API_KEY"}
+# The environment variable (or .env entry) holding the key of every backend that calls an API
+# (the backend registry says which: clarify.teacher.backend_needs_api_key).
+API_KEY = "OPENAI_API_KEY"
 OFFLINE_ALTERNATIVE = {"teacher": "gold (offline)", "judge": "hf (a local model) or none"}
 # The rules each kind of finding would fail in.
 RULES_OF_ROLE = {"teacher": frozenset({"teacher_harvest"}), "judge": frozenset({"judge"})}
@@ -72,7 +73,9 @@ def stop_on_problems(findings: list[Finding], planned_rules=None) -> None:
 def api_key_findings(config: dict) -> list[Finding]:
     findings = []
     for role in ("teacher", "judge"):
-        name = API_KEYS.get(config[role]["backend"])
+        from .teacher import backend_needs_api_key
+
+        name = API_KEY if backend_needs_api_key(config[role]["backend"]) else None
         if name and not _key_is_set(name):
             findings.append(Finding(
                 f"{role}.backend is {config[role]['backend']} but {name} is not set (environment or .env); "

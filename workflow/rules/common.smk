@@ -7,6 +7,7 @@ from snakemake.logging import logger
 from snakemake_interface_executor_plugins.settings import ExecMode
 
 from clarify import preflight
+from clarify import teacher as teacher_backends
 from clarify.config import validate_config
 from clarify.dpo_losses import LOSSES
 from clarify.dpo_schedule import resolve_schedule
@@ -72,10 +73,9 @@ def env_for(gpus):
 
 
 def backend_needs_gpu(name):
-    """Whether a teacher/judge backend runs a local model (else it calls an API or needs nothing).
-
-    The one place rules decide this; the backend registry's own flag takes its place once it exists."""
-    return name == "hf"
+    """Whether a teacher/judge backend runs a local model (else it calls an API or needs nothing):
+    the backend registry's own flag (clarify.teacher.BACKENDS), the one place rules decide this."""
+    return teacher_backends.backend_needs_gpu(name)
 
 
 def backend_threads(name):
@@ -108,7 +108,7 @@ ADAPTERS = {
     **{f"phaseC_round{k}": f"models/dpo_phaseC/round{k}" for k in range(1, ROUNDS)},
     "phaseC": f"models/dpo_phaseC/round{ROUNDS}",
     **{f"phaseC_{loss}": f"models/dpo_phaseC/compare_{loss}" for loss in config["phase_c"]["compare_losses"]},
-    **{name: variant.adapter for name, variant in VARIANTS.items()},
+    **{f"variant_{name}": variant.adapter for name, variant in VARIANTS.items()},
 }
 SCORED_MODELS = list(ADAPTERS)
 EVAL_MODES = list(MODES)
@@ -131,7 +131,8 @@ def eval_questions(wildcards):
 
 def model_config(model):
     """The config a scored model was made with: a variant's merged config, else the main one."""
-    return VARIANTS[model].config if model in VARIANTS else config
+    name = model.removeprefix("variant_")
+    return VARIANTS[name].config if model.startswith("variant_") and name in VARIANTS else config
 
 
 def eval_settings(wildcards):
