@@ -1,4 +1,4 @@
-"""Tests for clarify.data: loading every source format, validation, splitting, sampling."""
+"""Tests for clarify.data and clarify.splits: loading every source format, validation, splitting, sampling."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clarify import data
-from clarify.data import (
-    class_mix,
-    file_sha256,
-    load_records,
-    normalise_answer,
-    normalise_question,
-    sample_balanced,
-    split_records,
-)
+from clarify import data, splits
+from clarify.data import load_records, normalise_answer, normalise_question
+from clarify.splits import class_mix, file_sha256, sample_balanced, split_records
 from clarify.errors import InputError
 
 SHARED_TRAIN = Path(__file__).resolve().parents[2] / "shared/data/strategyqa/strategyqa_train.json"
@@ -621,4 +614,4 @@ def test_file_sha256(tmp_path):
     payload = b"x" * (3 << 20) + b"tail"
     path.write_bytes(payload)
     assert file_sha256(path) == hashlib.sha256(payload).hexdigest()
-    assert file_sha256(str(path)) == data.file_sha256(path)
+    assert file_sha256(str(path)) == splits.file_sha256(path)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from clarify import corpora, own_samples
+from clarify import corpora, own_corpora, own_samples
 from clarify.errors import InputError
 from clarify.io import read_jsonl, write_jsonl
 from clarify.models import load_model, load_tokenizer
@@ -91,7 +91,7 @@ def test_own_sample_pairs_chosen_correct_rejected_wrong_balanced(tiny, monkeypat
     model, tokenizer = tiny
     monkeypatch.setattr(own_samples, "score_questions", fake_scorer)
     rows = own_samples.sample_own_reasonings(model, tokenizer, RECORDS[:8], SETTINGS, progress=False)
-    pairs, accounting = corpora.pairs_from_own_samples(rows, seed=0, mode="upsample")
+    pairs, accounting = own_corpora.pairs_from_own_samples(rows, seed=0, mode="upsample")
     assert accounting["questions_paired"] >= 4 and accounting["questions"] == 8
     assert accounting["questions_paired"] + accounting["only_correct"] + accounting["only_wrong"] \
         + accounting["correct_without_reasoning"] == 8
@@ -163,7 +163,7 @@ def test_pairs_accounting_and_what_makes_no_pair():
             sample("d", "Is D?", False, 1, True),
             sample("e", "Is E?", False, 0, False), sample("e", "Is E?", False, 1, True),   # mixed
             sample("e", "Is E?", False, 2, False, hinted=True)]                            # ignored
-    pairs, accounting = corpora.pairs_from_own_samples(rows, seed=0, mode="none")
+    pairs, accounting = own_corpora.pairs_from_own_samples(rows, seed=0, mode="none")
     assert [p["qid"] for p in pairs] == ["a", "e"]
     assert accounting == {"questions": 5, "samples": 10, "correct_samples": 5, "hit_limit_samples": 0,
                           "questions_paired": 2, "only_correct": 1, "only_wrong": 1,
@@ -183,26 +183,26 @@ def test_pairs_are_balanced_seeded_and_order_independent():
     for i in range(9):
         gold = i < 2  # 2 yes questions, 7 no questions
         rows += [sample(f"q{i}", f"Question {i}?", gold, j, (j % 2 == 0) == gold) for j in range(4)]
-    pairs, accounting = corpora.pairs_from_own_samples(rows, seed=3, mode="upsample", pairs_per_question=2)
+    pairs, accounting = own_corpora.pairs_from_own_samples(rows, seed=3, mode="upsample", pairs_per_question=2)
     assert accounting["pairs_before_balance"] == 18 and accounting["yes"] == accounting["no"] == 14
     assert Counter(p["gold"] for p in pairs) == {True: 14, False: 14}
     assert all(p["chosen"] != p["rejected"] for p in pairs)
     assert len({(p["qid"], p["chosen_sample"], p["rejected_sample"]) for p in pairs if not p["gold"]}) == 14
-    assert pairs == corpora.pairs_from_own_samples(list(reversed(rows)), seed=3, mode="upsample",
+    assert pairs == own_corpora.pairs_from_own_samples(list(reversed(rows)), seed=3, mode="upsample",
                                                    pairs_per_question=2)[0]
     draws = {tuple((p["chosen_sample"], p["rejected_sample"]) for p in
-                   corpora.pairs_from_own_samples(rows, seed=s, mode="none")[0]) for s in range(6)}
+                   own_corpora.pairs_from_own_samples(rows, seed=s, mode="none")[0]) for s in range(6)}
     assert len(draws) > 1
     with pytest.raises(InputError, match="pairs_per_question"):
-        corpora.pairs_from_own_samples(rows, seed=0, pairs_per_question=0)
+        own_corpora.pairs_from_own_samples(rows, seed=0, pairs_per_question=0)
     with pytest.raises(InputError, match="no 'yes' examples"):
-        corpora.pairs_from_own_samples([r for r in rows if not r["gold"]], seed=0)
+        own_corpora.pairs_from_own_samples([r for r in rows if not r["gold"]], seed=0)
 
 
 def test_identical_reasoning_samples_count_once():
     rows = [sample("a", "Is A?", True, j, True, context=f"{REASONING_HEADER}\n1. Same.") for j in range(3)]
     rows += [sample("a", "Is A?", True, 3, False)]
-    pairs, _ = corpora.pairs_from_own_samples(rows, seed=0, mode="none", pairs_per_question=5)
+    pairs, _ = own_corpora.pairs_from_own_samples(rows, seed=0, mode="none", pairs_per_question=5)
     assert len(pairs) == 1
 
 
@@ -237,7 +237,7 @@ TEACHER = [teacher_row("a", "Is A?", True), teacher_row("b", "Is B?", False),
     ("drop", {"a": "own"}, {"no_correct_sample": 4}),
 ])
 def test_self_training_corpus_fallbacks_and_accounting(fallback, sources, reasons):
-    rows, accounting = corpora.self_training_corpus(self_train_rows(), TEACHER, fallback, seed=0, mode="none")
+    rows, accounting = own_corpora.self_training_corpus(self_train_rows(), TEACHER, fallback, seed=0, mode="none")
     assert {r["qid"]: r["source"] for r in rows} == sources
     assert accounting["drop_reasons"] == reasons and accounting["dropped"] == sum(reasons.values())
     assert accounting["kept_own"] == 1 and accounting["questions"] == 5
@@ -260,7 +260,7 @@ def test_self_training_corpus_fallbacks_and_accounting(fallback, sources, reason
 
 
 def test_self_training_rationalize_drop_reasons_without_teacher():
-    rows, accounting = corpora.self_training_corpus(self_train_rows(), [], "rationalize", seed=0, mode="none")
+    rows, accounting = own_corpora.self_training_corpus(self_train_rows(), [], "rationalize", seed=0, mode="none")
     assert {r["qid"]: r["source"] for r in rows} == {"a": "own", "b": "own_rationalized"}
     assert accounting["drop_reasons"] == {"no_teacher_example": 3}
 
@@ -268,22 +268,22 @@ def test_self_training_rationalize_drop_reasons_without_teacher():
 def test_self_training_corpus_is_balanced_and_checks_fallback():
     rows = [sample(f"y{i}", f"Yes {i}?", True, 0, True) for i in range(5)]
     rows += [sample(f"n{i}", f"No {i}?", False, 0, False) for i in range(2)]
-    out, accounting = corpora.self_training_corpus(rows, [], "drop", seed=1, mode="upsample")
+    out, accounting = own_corpora.self_training_corpus(rows, [], "drop", seed=1, mode="upsample")
     assert Counter(r["answer"] for r in out) == {True: 5, False: 5}
     assert accounting["before_balance"] == {"n": 7, "yes": 5, "no": 2, "yes_frac": 0.7143}
     assert (accounting["n"], accounting["yes_frac"]) == (10, 0.5)
     with pytest.raises(InputError, match="self_train_fallback"):
-        corpora.self_training_corpus(rows, [], "keep_gold", seed=0)
+        own_corpora.self_training_corpus(rows, [], "keep_gold", seed=0)
 
 
 def test_own_completion_is_the_scored_text():
     context = reasoning_context(["One  fact", "Two"])
-    prompt, completion = corpora.own_completion("Is  it?", context, False)
+    prompt, completion = own_corpora.own_completion("Is  it?", context, False)
     assert prompt + completion == answer_prompt("Is it?", context) + answer_completion(False)
-    prompt, completion = corpora.own_completion("Is it?", REASONING_HEADER + "\n", True)
+    prompt, completion = own_corpora.own_completion("Is it?", REASONING_HEADER + "\n", True)
     assert completion == "Answer: Yes"
     with pytest.raises(ValueError, match="not a reasoning block"):
-        corpora.own_completion("Is it?", "Draft: something", True)
+        own_corpora.own_completion("Is it?", "Draft: something", True)
 
 
 # --- the rule scripts (run as Snakemake runs them, with a stand-in ``snakemake`` object) -------

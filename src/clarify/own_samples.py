@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from .corpora import fallback_chain
+from .own_corpora import fallback_chain
 from .errors import InputError
 from .evaluation import COT_STOP
 from .generation import generate

@@ -1,25 +1,21 @@
 """Rule attribution: integrated gradients of one model's answer-slot margin on its draft-mode prompts."""
 
-import logging
 
 import numpy as np
 import pandas as pd
-import torch
 
 from clarify.attribution import attribute, check_settings, summarize_attribution
-from clarify.data import first_questions
+from clarify.splits import first_questions
 from clarify.drafts import draft_from_raw
 from clarify.errors import one_line_errors
 from clarify.io import atomic_path
-from clarify.logs import setup_logging
+from clarify.rule_jobs import start_model_job
 from clarify.models import load_student
 
 
 @one_line_errors
 def main(smk):
-    setup_logging(smk.log[0])
-    log = logging.getLogger("clarify.attribution")
-    torch.set_num_threads(smk.threads)
+    log = start_model_job(smk, "attribution")
     settings = smk.params.attribution
     check_settings(settings)
     questions = first_questions(smk.input.questions, smk.params.eval["max_questions"])

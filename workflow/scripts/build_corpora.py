@@ -12,7 +12,8 @@ Outputs it knows (the rule declares the ones it wants):
 
 import logging
 
-from clarify.corpora import build_baseline, build_cot, corpus_summary, mix_answer_only, self_training_corpus
+from clarify.corpora import build_baseline, build_cot, corpus_summary, mix_answer_only
+from clarify.own_corpora import self_training_corpus
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl, write_json, write_jsonl
 from clarify.logs import setup_logging

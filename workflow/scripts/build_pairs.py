@@ -8,7 +8,8 @@
 
 import logging
 
-from clarify.corpora import build_pairs, corpus_summary, pairs_from_own_samples
+from clarify.corpora import build_pairs, corpus_summary
+from clarify.own_corpora import pairs_from_own_samples
 from clarify.errors import InputError, one_line_errors
 from clarify.io import read_jsonl, write_json, write_jsonl
 from clarify.logs import setup_logging

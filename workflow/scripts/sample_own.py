@@ -7,26 +7,20 @@ adds hinted samples for the questions with no correct one). input: ``student``, 
 optional ``adapter`` (Phase B, or the last round's model). output: ``samples``.
 """
 
-import logging
 
-import torch
 
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl, write_jsonl
-from clarify.logs import setup_logging
-from clarify.models import load_student
+from clarify.rule_jobs import start_model_job, job_student
 from clarify.own_samples import sample_own_reasonings, sample_summary, sampling_settings, self_training_samples
 
 
 @one_line_errors
 def main(smk):
-    setup_logging(smk.log[0])
-    log = logging.getLogger("clarify.sample_own")
-    torch.set_num_threads(smk.threads)
+    log = start_model_job(smk, "sample_own")
     purpose, section = smk.params.purpose, smk.params.settings
     settings = sampling_settings(purpose, section)
-    model, tokenizer = load_student(smk.input.student, smk.params.student, smk.params.quantization,
-                                    adapter=smk.input.get("adapter"))
+    model, tokenizer = job_student(smk)
     records = read_jsonl(smk.input.records)
     if purpose == "self_train":
         rows = self_training_samples(model, tokenizer, records, settings, section["self_train_fallback"])

@@ -1,29 +1,23 @@
 """Rule score: answer-slot scores of one model in one eval mode on the eval split."""
 
-import logging
 
-import torch
 
-from clarify.data import first_questions
+from clarify.splits import first_questions
 from clarify.errors import one_line_errors
 from clarify.evaluation import evaluate
 from clarify.io import atomic_path
-from clarify.logs import setup_logging
-from clarify.models import load_student
+from clarify.rule_jobs import start_model_job, job_student
 from clarify.scoring import answer_tokens
 from clarify.stats import accuracy
 
 
 @one_line_errors
 def main(smk):
-    setup_logging(smk.log[0])
-    log = logging.getLogger("clarify.score")
-    torch.set_num_threads(smk.threads)
+    log = start_model_job(smk, "score")
     model_name, mode = smk.wildcards.model, smk.wildcards.mode
     settings = smk.params.eval
     questions = first_questions(smk.input.questions, settings["max_questions"])
-    model, tokenizer = load_student(smk.input.student, smk.params.student, smk.params.quantization,
-                                    adapter=smk.input.get("adapter"))
+    model, tokenizer = job_student(smk)
     tokens = answer_tokens(tokenizer)
     log.info("answer token ids: Yes=%s No=%s (%s)", list(tokens.yes), list(tokens.no),
              tokenizer.convert_ids_to_tokens(list(tokens.yes + tokens.no)))

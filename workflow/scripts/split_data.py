@@ -2,7 +2,7 @@
 
 import logging
 
-from clarify import data
+from clarify.splits import class_mix, split_records
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl, write_jsonl
 from clarify.logs import setup_logging
@@ -13,7 +13,7 @@ def main(smk):
     setup_logging(smk.log[0])
     log = logging.getLogger("clarify.split_data")
     settings = smk.params.split
-    splits = data.split_records(
+    splits = split_records(
         read_jsonl(smk.input.raw),
         test_fraction=settings["test_fraction"],
         dev_fraction=settings["dev_fraction"],
@@ -21,7 +21,7 @@ def main(smk):
         max_questions=settings["max_questions"],
     )
     for name, records in splits.items():
-        mix = data.class_mix(records)
+        mix = class_mix(records)
         log.info("%-5s %5d questions: %d yes / %d no (%.1f%% yes)",
                  name, mix["n"], mix["yes"], mix["no"], 100 * mix["yes_frac"])
     for name, records in splits.items():

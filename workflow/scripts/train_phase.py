@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from clarify.data import first_questions
+from clarify.splits import first_questions
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl
 from clarify.logs import setup_logging

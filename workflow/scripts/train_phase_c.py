@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from clarify.data import first_questions
+from clarify.splits import first_questions
 from clarify.dpo import train_dpo
 from clarify.errors import one_line_errors
 from clarify.io import read_jsonl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import class_mix
+from ..splits import class_mix
 from ..io import read_jsonl
 from .format import markdown_table, pct
 
