@@ -46,7 +46,9 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         # model is neither reliably, so the DAG test builds the seed's pairs (own samples: unit tests, GPU run)
         "pairs": {"source": "teacher_vs_draft"},
         "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"}],
-                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2, "compare_losses": ["cal_paper", "dr_paper"]},
+                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2, "compare_losses": ["cal_paper", "dr_paper"],
+                    # a random model's dev accuracy and yes share wander: the guard would stop runs at random
+                    "guard": {"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]}},
         "attribution": {"max_questions": 4, "steps": 16},
         "judge": {"backend": "hf", "model": "student", "max_tokens": 8},
         "resources": {"threads": 1, "mem_mb": 2000},
