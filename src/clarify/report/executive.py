@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..attribution import DEFAULT_TOLERANCE, attribution_verdict
 from ..stats import accuracy
 from .evaluation import paired_test
 from .format import format_p, interval, markdown_table, pct, pp
@@ -20,8 +21,13 @@ def _gain(frames, a, mode_a, b, mode_b):
 
 
 def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution: pd.DataFrame | None,
-                      judge: dict | None, modes: dict, targets: dict) -> str:
-    """The seed's goals against what this run measured: met / not met / not measured."""
+                      judge: dict | None, modes: dict, targets: dict, attribution_settings: dict | None = None) -> str:
+    """The seed's goals against what this run measured: met / not met / not measured.
+
+    ``attribution``: :func:`clarify.attribution.summarize_attribution`'s table; its row is
+    :func:`clarify.attribution.attribution_verdict` with ``attribution_settings``' (the config's
+    ``attribution`` section) ``min_converged_share`` and ``tolerance``.
+    """
     alpha = targets["alpha"]
     rows = []
 
@@ -67,21 +73,18 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         rows.append(["Shuffled-draft ablation (Phase C)", "below no-draft", f"{pp(-sh['diff_vs_no_draft_pp'])} further drop",
                      status(sh["shuffled_drop_further_met"]), f"McNemar p={format_p(sh['p_vs_no_draft'])}"])
     phase_c_attr = None if attribution is None else attribution[attribution["model"] == "phaseC"]
-    target = f">= {pct(targets['attribution_draft_share'])} on draft tokens"
+    target = f">= {pct(targets['attribution_subquestions_share'])} on the sub-questions"
     if phase_c_attr is None or phase_c_attr.empty:
         rows.append(["Attribution (Phase C)", target, "-", "not measured", "Phase C not attributed"])
     else:
         r = phase_c_attr.iloc[0]
-        tolerance = targets["attribution_max_relative_error"]
-        evidence = f"n={int(r['n'])}; completeness error {r['mean_relative_error']:.1%} of the margin change (mean)"
-        if r["mean_relative_error"] > tolerance:
-            # Attributions that do not add up to the margin change are not a measurement of it.
-            verdict = "not measured"
-            evidence += f" > {tolerance:.0%}: raise attribution.steps"
-        else:
-            verdict = status(r["draft_share"] >= targets["attribution_draft_share"])
-        rows.append(["Attribution (Phase C)", target, f"{pct(r['draft_share'])} {interval(r['draft_low'], r['draft_high'])}",
-                     verdict, evidence])
+        settings = attribution_settings or {}
+        verdict, evidence = attribution_verdict(r, targets["attribution_subquestions_share"],
+                                                settings.get("min_converged_share", 0.8),
+                                                settings.get("tolerance", DEFAULT_TOLERANCE))
+        actual = "-" if verdict == "not measured" or pd.isna(r["subquestions_share"]) else (
+            f"{pct(r['subquestions_share'])} {interval(r['subquestions_low'], r['subquestions_high'])}")
+        rows.append(["Attribution (Phase C)", target, actual, verdict, evidence])
     target = f"win-rate >= {pct(targets['judge_win_rate'])} (Phase C vs Phase A)"
     pair = None
     if judge is not None:
