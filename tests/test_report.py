@@ -365,3 +365,14 @@ def test_cot_sc_is_a_column_of_the_evaluation_with_its_predicted_yes_share():
     text = evaluation_section({("phaseB", "cot"): frame, ("phaseB", "cot_sc"): frame})
     assert "| Phase B (CoT distillation) | cot_sc | 10 | 60.0% [" in text
     assert table_rows(text, "Phase B (CoT distillation) | cot_sc")[0][4] == "30.0%"
+
+
+def test_the_executive_table_states_the_dev_picked_variant_against_phase_a():
+    runs, frames = grid_runs(), grid_frames()
+    rows = executive_rows(executive_section(frames, None, None, None, MODES, TARGETS, ATTRIBUTION, runs))
+    row = rows["Variant grid: dev's pick"]
+    assert row[:3] == [">= +3 pp over Phase A (direct)", "+2.0 pp (62.0% [52.2, 70.9])", "not met"]
+    assert row[3].startswith("multitask (cot), picked on dev only; McNemar p=")
+    rows = executive_rows(executive_section(frames, None, None, None, MODES, TARGETS, ATTRIBUTION, runs[1:]))
+    assert rows["Variant grid: dev's pick"][2] == "met"
+    assert "Variant grid: dev's pick" not in executive_rows(executive_section(frames, None, None, None, MODES, TARGETS))

@@ -61,7 +61,7 @@ def render_report(inputs: ReportInputs, figures: dict[str, str | Path], figure_l
     sections = [
         f"# {inputs.title}",
         executive_section(frames, ablation_frame, attribution_frame, judge, report_settings["primary_modes"],
-                          report_settings["targets"], config.get("attribution")),
+                          report_settings["targets"], config.get("attribution"), variant_runs),
         data_section(inputs.source_meta, inputs.splits, inputs.sample),
         harvest_section(inputs.drafts, inputs.teacher, inputs.accounting, inputs.corpora),
         training_section(logs, figure_links["training_curves"]),
