@@ -312,7 +312,8 @@ def test_variant_table_reads_dev_from_the_training_logs_and_test_in_the_primary_
     assert table_rows(text, "self_train")[0][3:6] == ["not trained", "not scored (cot)", "-"]
     assert "Not scored in their primary mode: self_train." in text
     # A tie on dev (66.875% both) goes to the earlier variant; its test result is stated, the goal read.
-    assert "**Dev picks `multitask`**" in text and "used the dev split only" in text
+    assert "**Dev picks `multitask`**: the highest dev accuracy of the 2 of 3 variants with a dev score" in text
+    assert "used the dev split only" in text
     assert "On test: 62.0% [" in text and "The goal (+3 pp over Phase A with p < 0.05) was **not reached**." in text
 
 
@@ -376,3 +377,14 @@ def test_the_executive_table_states_the_dev_picked_variant_against_phase_a():
     rows = executive_rows(executive_section(frames, None, None, None, MODES, TARGETS, ATTRIBUTION, runs[1:]))
     assert rows["Variant grid: dev's pick"][2] == "met"
     assert "Variant grid: dev's pick" not in executive_rows(executive_section(frames, None, None, None, MODES, TARGETS))
+
+
+def test_score_files_are_named_by_their_path(tmp_path):
+    from clarify.report.inputs import load_scores
+
+    path = tmp_path / "variant_multitask_b" / "cot.parquet"
+    path.parent.mkdir()
+    frame = scores([True, False])
+    frame.attrs = {"model": "multitask_b", "mode": "cot"}  # an older score job's name for the variant
+    frame.to_parquet(path, index=False)
+    assert list(load_scores([path])) == [("variant_multitask_b", "cot")]

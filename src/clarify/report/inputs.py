@@ -59,12 +59,12 @@ def load_dpo_logs(rounds: list[PathLike]) -> list[dict]:
 
 
 def load_scores(score_files: list[PathLike]) -> dict[tuple[str, str], pd.DataFrame]:
-    """(model, mode) -> per-question scores; names from the frame's attrs, else from the path."""
+    """(model, mode) -> per-question scores, named by their path ``.../{model}/{mode}.parquet`` (the
+    DAG's contract; a frame's attrs may carry an older name, e.g. a variant's without ``variant_``)."""
     frames = {}
     for path in score_files:
         frame = pd.read_parquet(path)
-        model = frame.attrs.get("model", Path(path).parts[-2])
-        mode = frame.attrs.get("mode", Path(path).stem)
+        model, mode = Path(path).parts[-2], Path(path).stem
         frames[(model, mode)] = frame
     return frames
 

@@ -119,9 +119,10 @@ def pick_sentence(runs: list[VariantRun], frames, modes: dict, targets: dict) ->
         return "No variant has a dev score: dev picks none."
     dev = kept_dev(pick)
     mode = modes[STAGE_MODES[pick.until]]
-    text = (f"**Dev picks `{pick.name}`**: the highest dev accuracy of the grid ({pct(dev['dev_accuracy'])}, "
-            f"{dev['dev_mode']} mode; ties go to the earlier variant in `variants:`). The choice used the dev split "
-            "only; the test columns were not consulted.")
+    with_dev = sum(kept_dev(run) is not None for run in runs)
+    text = (f"**Dev picks `{pick.name}`**: the highest dev accuracy of the {with_dev} of {len(runs)} variants with a dev "
+            f"score ({pct(dev['dev_accuracy'])}, {dev['dev_mode']} mode; ties go to the earlier variant in "
+            "`variants:`). The choice used the dev split only; the test columns were not consulted.")
     frame = frames.get((pick.model, mode))
     if frame is None:
         return text + f" Its test result is not measured: `{pick.model}` has no {mode}-mode scores."
