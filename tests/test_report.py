@@ -253,7 +253,7 @@ def test_dev_selection_shows_every_epoch_the_kept_one_and_why_a_run_stopped():
     collapse = table_rows(text, "variant seed_collapse")
     assert collapse[0][-1] == "kept" and collapse[1][4] == "94.4%" and collapse[1][5] == DROP
     assert "- Phase C round 1: kept epoch 1 of 2 run (2 planned); stop: ran all 2 epochs." in text
-    assert (f"- variant seed_collapse: kept epoch 0 (the Phase B adapter it started from) of 1 run (4 planned); "
+    assert (f"- variant seed_collapse: kept epoch 0 (the adapter it started from) of 1 run (4 planned); "
             f"stop: {DROP}.") in text
     assert "more than 5 pp below its best so far or the predicted-yes share leaves 25.0%-75.0%" in text
 

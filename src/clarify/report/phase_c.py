@@ -80,7 +80,7 @@ def dev_selection_section(runs: dict[str, dict]) -> str:
                          pct(h["dev_pred_yes"]), h["guard"] or "-", "kept" if h["epoch"] == kept else ""])
         planned = len(log["schedule"])
         stop = log["stop_reason"] or f"ran all {planned} epochs"
-        outcomes.append(f"- {label}: kept epoch {kept}{' (the Phase B adapter it started from)' if kept == 0 else ''} "
+        outcomes.append(f"- {label}: kept epoch {kept}{' (the adapter it started from)' if kept == 0 else ''} "
                         f"of {log['epochs_run']} run ({planned} planned); stop: {stop}.")
     guards = {json.dumps(log.get("guard"), sort_keys=True): log.get("guard") for log in runs.values()}
     guard_lines = []
@@ -94,8 +94,8 @@ def dev_selection_section(runs: dict[str, dict]) -> str:
         "### Phase C: dev selection and the collapse guard",
         "",
         f"Every Phase C run scores the dev split in its primary mode ({mode}) before its first epoch (epoch 0 = "
-        "the Phase B adapter it starts from) and after every epoch, and keeps the best epoch, so it is never below "
-        f"its start on dev. The guard: {'; '.join(guard_lines) or 'not configured'}. Source: each run's `dpo_log.json`.",
+        "the adapter it starts from: Phase B, or the previous round's) and after every epoch, and keeps the best "
+        f"epoch, so it is never below its start on dev. The guard: {'; '.join(guard_lines) or 'not configured'}. Source: each run's `dpo_log.json`.",
         "",
         markdown_table(["run", "epoch", "dev accuracy [95% CI]", "dev n", "predicted yes", "guard", "kept"], rows),
         "",
