@@ -170,7 +170,8 @@ def test_validation_artifacts_match_their_sources_and_the_report(finished_run):
     assert ((shares - 1).abs() < 1e-6).all() and (attribution["draft_tokens"] > 0).all()
     assert attribution.groupby("model")["qid"].apply(tuple).nunique() == 1  # the same questions for every model
     phase_c = attribution[attribution["model"] == "phaseC"]
-    assert f"| Phase C (DPO) | 4 | {phase_c['draft_tokens'].mean():.1f} | {100 * phase_c['draft_share'].mean():.1f}% [" in report
+    small, converged = int(phase_c["small_change"].sum()), int((phase_c["converged"] & ~phase_c["small_change"]).sum())
+    assert f"| Phase C (DPO) | 4 | {small} | {converged}/{4 - small} (" in report
     verdicts = pd.read_csv(finished_run / "results" / "judge.csv")
     summary = json.loads((finished_run / "results" / "judge_summary.json").read_text())
     assert len(verdicts) == 12 and summary["pairs"][0]["n"] == 12 and summary["backend"] == "hf"

@@ -220,3 +220,24 @@ def judge_inputs(wildcards):
     if backend_needs_gpu(config["judge"]["backend"]) and config["judge"]["model"] == "student":
         inputs["student"] = "models/student"
     return inputs
+
+
+# --- What the report reads of Phase C runs and the variant grid ------------------------------
+def pairs_accounting_files():
+    """Each Phase C run's pairs accounting, by the label the report gives it: the main rounds, then
+    every variant with pairs of its own."""
+    files = {f"Phase C round {k}": "data/pairs_accounting.json" if k == 1 else f"data/pairs_accounting_round{k}.json"
+             for k in range(1, ROUNDS + 1)}
+    files.update({f"variant {name}": f"data/variants/{name}/pairs_accounting.json"
+                  for name, v in VARIANTS.items() if v.own_pairs})
+    return files
+
+
+def self_train_accounting_files(v):
+    return [f"data/variants/{v.name}/self_train_round{r}_accounting.json" for r in range(1, v.self_train_rounds + 1)]
+
+
+def report_variants():
+    """What the report's variant section needs of each variant, from clarify.variants.Variant."""
+    return [{"name": name, "until": v.until, "overrides": v.overrides, "adapter": v.adapter,
+             "self_train_accounting": self_train_accounting_files(v)} for name, v in VARIANTS.items()]

@@ -18,6 +18,9 @@ rule report:
         phase_b=rules.train_phase_b.output.adapter,
         dpo_rounds=expand("models/dpo_phaseC/round{round}", round=range(1, ROUNDS + 1)),
         loss_variants=expand("models/dpo_phaseC/compare_{loss}", loss=config["phase_c"]["compare_losses"]),
+        pairs_accounting=list(pairs_accounting_files().values()),
+        variant_adapters=[v.adapter for v in VARIANTS.values()],
+        self_train_accounting=[f for v in VARIANTS.values() for f in self_train_accounting_files(v)],
         scores=score_files(),
         ablations=rules.ablation_table.output.table,
         attribution=rules.attribution_table.output.table,
@@ -30,6 +33,8 @@ rule report:
         attribution=report("results/figures/attribution.png", caption="../report/attribution.rst", category="3. Validation"),
     params:
         report=config["report"],
+        pairs_accounting=pairs_accounting_files(),
+        variants=report_variants(),
         config={key: value for key, value in config.items() if key != "resources"},
     log:
         log_path("report"),

@@ -7,7 +7,7 @@ from clarify.errors import one_line_errors
 from clarify.io import atomic_path, write_text
 from clarify.logs import setup_logging
 from clarify.report.document import render_report
-from clarify.report.inputs import ReportInputs
+from clarify.report.inputs import ReportInputs, VariantInputs
 
 FIGURES = ("training_curves", "dpo_curves", "ablations", "attribution")
 
@@ -27,6 +27,8 @@ def report_inputs(smk) -> ReportInputs:
         adapters={"phaseA": inp.phase_a, "phaseB": inp.phase_b},
         dpo_rounds=list(inp.dpo_rounds),
         loss_variants=list(inp.loss_variants),
+        pairs_accounting=dict(smk.params.pairs_accounting),
+        variants=[VariantInputs(**variant) for variant in smk.params.variants],
         score_files=list(inp.scores),
         ablations=inp.ablations,
         attribution=inp.attribution,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..attribution import DEFAULT_TOLERANCE, attribution_verdict
 from ..stats import accuracy
 from .evaluation import paired_test
 from .format import format_p, interval, markdown_table, pct, pp
+from .variants import STAGE_MODES, dev_pick
 
 
 def _gain(frames, a, mode_a, b, mode_b):
@@ -20,8 +22,15 @@ def _gain(frames, a, mode_a, b, mode_b):
 
 
 def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution: pd.DataFrame | None,
-                      judge: dict | None, modes: dict, targets: dict) -> str:
-    """The seed's goals against what this run measured: met / not met / not measured."""
+                      judge: dict | None, modes: dict, targets: dict, attribution_settings: dict | None = None,
+                      variants: list | None = None) -> str:
+    """The seed's goals against what this run measured: met / not met / not measured.
+
+    ``attribution``: :func:`clarify.attribution.summarize_attribution`'s table; its row is
+    :func:`clarify.attribution.attribution_verdict` with ``attribution_settings``' (the config's
+    ``attribution`` section) ``min_converged_share`` and ``tolerance``. ``variants``: the grid's
+    :class:`~clarify.report.variants.VariantRun` list; a row for the one dev picks (no row without a grid).
+    """
     alpha = targets["alpha"]
     rows = []
 
@@ -67,21 +76,20 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         rows.append(["Shuffled-draft ablation (Phase C)", "below no-draft", f"{pp(-sh['diff_vs_no_draft_pp'])} further drop",
                      status(sh["shuffled_drop_further_met"]), f"McNemar p={format_p(sh['p_vs_no_draft'])}"])
     phase_c_attr = None if attribution is None else attribution[attribution["model"] == "phaseC"]
-    target = f">= {pct(targets['attribution_draft_share'])} on draft tokens"
+    target = f">= {pct(targets['attribution_subquestions_share'])} on the sub-questions"
     if phase_c_attr is None or phase_c_attr.empty:
         rows.append(["Attribution (Phase C)", target, "-", "not measured", "Phase C not attributed"])
     else:
         r = phase_c_attr.iloc[0]
-        tolerance = targets["attribution_max_relative_error"]
-        evidence = f"n={int(r['n'])}; completeness error {r['mean_relative_error']:.1%} of the margin change (mean)"
-        if r["mean_relative_error"] > tolerance:
-            # Attributions that do not add up to the margin change are not a measurement of it.
-            verdict = "not measured"
-            evidence += f" > {tolerance:.0%}: raise attribution.steps"
-        else:
-            verdict = status(r["draft_share"] >= targets["attribution_draft_share"])
-        rows.append(["Attribution (Phase C)", target, f"{pct(r['draft_share'])} {interval(r['draft_low'], r['draft_high'])}",
-                     verdict, evidence])
+        settings = attribution_settings or {}
+        verdict, evidence = attribution_verdict(r, targets["attribution_subquestions_share"],
+                                                settings.get("min_converged_share", 0.8),
+                                                settings.get("tolerance", DEFAULT_TOLERANCE))
+        actual = "-" if verdict == "not measured" or pd.isna(r["subquestions_share"]) else (
+            f"{pct(r['subquestions_share'])} {interval(r['subquestions_low'], r['subquestions_high'])}")
+        rows.append(["Attribution (Phase C)", target, actual, verdict, evidence])
+    if variants:
+        rows.append(variant_pick_row(variants, frames, modes, targets))
     target = f"win-rate >= {pct(targets['judge_win_rate'])} (Phase C vs Phase A)"
     pair = None
     if judge is not None:
@@ -104,3 +112,21 @@ def executive_section(frames: dict, ablations: pd.DataFrame | None, attribution:
         "",
         markdown_table(["goal", "target", "actual [95% CI]", "status", "evidence"], rows),
     ])
+
+
+def variant_pick_row(variants: list, frames: dict, modes: dict, targets: dict) -> list:
+    """The grid's goal: the variant dev picks beats Phase A on test by the target, McNemar p < alpha."""
+    label = "Variant grid: dev's pick"
+    target = f">= {targets['variant_gain_pp']:+.0f} pp over Phase A ({modes['phaseA']})"
+    pick = dev_pick(variants)
+    if pick is None:
+        return [label, target, "-", "not measured", "no variant has a dev score"]
+    mode = modes[STAGE_MODES[pick.until]]
+    result = _gain(frames, pick.model, mode, "phaseA", modes["phaseA"])
+    if result is None:
+        return [label, target, "-", "not measured", f"{pick.name}: scores missing ({mode} or Phase A)"]
+    diff, p = result
+    acc = accuracy(frames[(pick.model, mode)]["correct"])
+    ok = diff >= targets["variant_gain_pp"] and p < targets["alpha"]
+    return [label, target, f"{pp(diff)} ({pct(acc.accuracy)} {interval(acc.ci_low, acc.ci_high)})",
+            "met" if ok else "not met", f"{pick.name} ({mode}), picked on dev only; McNemar p={format_p(p)}"]

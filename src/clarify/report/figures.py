@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..attribution import SHARE_COLUMNS
 from .format import display_name
 from .validation import CONDITION_NAMES
 
@@ -80,15 +81,23 @@ def ablation_figure(table: pd.DataFrame, out_path: str | Path) -> None:
     plt.close(fig)
 
 
+#: Legend labels of the attribution shares (clarify.attribution.SHARE_COLUMNS), bottom to top.
+SHARE_LABELS = {"guess_share": "draft: guess", "subquestions_share": "draft: sub-questions",
+                "draft_unsplit_share": "draft: unsplit", "question_share": "question", "template_share": "template"}
+
+
 def attribution_figure(summary: pd.DataFrame, out_path: str | Path) -> None:
+    """Stacked shares of |attribution| per model (over its converged questions), one bar per model."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(summary)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(summary)), 4))
+    models = [display_name(m) for m in summary["model"]]
     bottom = [0.0] * len(summary)
-    for column, label in [("draft_share", "draft"), ("question_share", "question"), ("template_share", "template")]:
-        values = list(100 * summary[column])
-        ax.bar(list(summary["model"]), values, bottom=bottom, label=label)
+    for column in SHARE_COLUMNS:
+        values = [0.0 if pd.isna(v) else 100 * v for v in summary[column]]
+        ax.bar(models, values, bottom=bottom, label=SHARE_LABELS[column])
         bottom = [b + v for b, v in zip(bottom, values)]
-    ax.set(ylabel="share of |attribution| (%)", title="integrated gradients of the answer margin", ylim=(0, 100))
+    ax.set(ylabel="share of |attribution| (%)", ylim=(0, 100),
+           title="integrated gradients of the answer margin (converged questions)")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100, format="png")

@@ -8,7 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from .variants import VariantRun
+
 PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class VariantInputs:
+    """One variant of the grid: its recipe (clarify.variants.Variant) and the artifacts it made."""
+
+    name: str
+    until: str                        # phase_b | phase_c
+    overrides: dict
+    adapter: PathLike                 # the scored adapter: training_log.json (phase_b) or dpo_log.json (phase_c)
+    self_train_accounting: list[PathLike] = field(default_factory=list)  # round 1 first
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,8 @@ class ReportInputs:
     dpo_rounds: list[PathLike]        # phase C: round dirs with dpo_log.json
     score_files: list[PathLike]       # evaluation: results/scores/{model}/{mode}.parquet
     loss_variants: list[PathLike] = field(default_factory=list)
+    pairs_accounting: dict[str, PathLike] = field(default_factory=dict)  # run label -> pairs_accounting.json
+    variants: list[VariantInputs] = field(default_factory=list)         # the grid, in config order
     ablations: PathLike | None = None  # validation
     attribution: PathLike | None = None
     judge_summary: PathLike | None = None
@@ -44,12 +59,12 @@ def load_dpo_logs(rounds: list[PathLike]) -> list[dict]:
 
 
 def load_scores(score_files: list[PathLike]) -> dict[tuple[str, str], pd.DataFrame]:
-    """(model, mode) -> per-question scores; names from the frame's attrs, else from the path."""
+    """(model, mode) -> per-question scores, named by their path ``.../{model}/{mode}.parquet`` (the
+    DAG's contract; a frame's attrs may carry an older name, e.g. a variant's without ``variant_``)."""
     frames = {}
     for path in score_files:
         frame = pd.read_parquet(path)
-        model = frame.attrs.get("model", Path(path).parts[-2])
-        mode = frame.attrs.get("mode", Path(path).stem)
+        model, mode = Path(path).parts[-2], Path(path).stem
         frames[(model, mode)] = frame
     return frames
 
@@ -60,3 +75,23 @@ def load_judge(summary_path: PathLike | None, verdicts_path: PathLike | None):
     summary = json.loads(Path(summary_path).read_text())
     verdicts = pd.read_csv(verdicts_path) if verdicts_path else None
     return summary, verdicts
+
+
+#: The log a variant's scored adapter holds, by the stage it ends with.
+VARIANT_LOGS = {"phase_b": "training_log.json", "phase_c": "dpo_log.json"}
+
+
+def _json_or_none(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_variant_runs(variants: list[VariantInputs]) -> list[VariantRun]:
+    """Each variant with its training log (None where it was not trained) and self-training accounting."""
+    return [VariantRun(name=v.name, until=v.until, overrides=v.overrides,
+                       log=_json_or_none(Path(v.adapter) / VARIANT_LOGS[v.until]),
+                       self_train=[json.loads(Path(p).read_text()) for p in v.self_train_accounting])
+            for v in variants]
+
+
+def load_pairs_accounting(files: dict[str, PathLike]) -> dict[str, dict]:
+    return {label: json.loads(Path(path).read_text()) for label, path in files.items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..stats import bootstrap_mean_ci
+from ..attribution import DEFAULT_TOLERANCE, summarize_attribution
 from .format import format_p, interval, markdown_table, pct, pp
 
 CONDITION_NAMES = {"draft": "own draft", "no_draft": "no draft", "shuffled_draft": "another question's draft"}
@@ -60,40 +60,48 @@ def ablation_section(table: pd.DataFrame, figure: str | None, display) -> str:
 # --- attribution -------------------------------------------------------------------------------
 
 def attribution_summary(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Per model: mean shares of |attribution| with a bootstrap interval of the draft share, and
-    the completeness errors."""
-    rows = []
-    for model, frame in table.groupby("model", sort=False):
-        low, high = bootstrap_mean_ci(frame["draft_share"], seed=seed)
-        rows.append({"model": model, "n": len(frame), "draft_share": frame["draft_share"].mean(),
-                     "draft_low": low, "draft_high": high, "question_share": frame["question_share"].mean(),
-                     "template_share": frame["template_share"].mean(),
-                     "max_error": frame["completeness_error"].max(),
-                     "mean_relative_error": frame["relative_error"].mean(),
-                     "mean_draft_tokens": frame["draft_tokens"].mean()})
-    return pd.DataFrame(rows)
+    """Per model: :func:`clarify.attribution.summarize_attribution` (convergence, error, shares
+    over the converged questions)."""
+    return summarize_attribution(table, seed=seed)
+
+
+def _share(value: float) -> str:
+    return "-" if pd.isna(value) else pct(value)
+
+
+def _share_ci(value: float, low: float, high: float) -> str:
+    return "-" if pd.isna(value) else f"{pct(value)} {interval(low, high)}"
 
 
 def attribution_section(summary: pd.DataFrame, settings: dict, figure: str | None, display) -> str:
-    rows = [[display(r["model"]), int(r["n"]), f"{r['mean_draft_tokens']:.1f}",
-             f"{pct(r['draft_share'])} {interval(r['draft_low'], r['draft_high'])}", pct(r["question_share"]),
-             pct(r["template_share"]), f"{r['max_error']:.2e}", f"{r['mean_relative_error']:.2e}"]
+    rows = [[display(r["model"]), int(r["n"]), int(r["n_small_change"]),
+             f"{int(r['n_converged'])}/{int(r['n_measured'])} ({_share(r['converged_share'])})",
+             _share(r["error_share"]), f"{r['median_steps']:.0f} / {int(r['max_steps_used'])}",
+             _share_ci(r["draft_share"], r["draft_low"], r["draft_high"]), _share(r["guess_share"]),
+             _share_ci(r["subquestions_share"], r["subquestions_low"], r["subquestions_high"]),
+             _share(r["draft_unsplit_share"]), _share(r["question_share"]), _share(r["template_share"])]
             for _, r in summary.iterrows()]
+    tolerance = settings.get("tolerance", DEFAULT_TOLERANCE)
     lines = [
         "## Attribution: integrated gradients",
         "",
         f"Integrated gradients of the answer margin log P(\" Yes\") - log P(\" No\") over the input embeddings of "
-        f"each model's draft-mode prompt (its own draft), {settings['steps']} {settings.get('method', 'gausslegendre')} "
-        f"points from a {settings['baseline']} baseline"
-        f"{' (the first token kept at its embedding)' if settings.get('keep_first_token') else ''}, in float32, "
-        "on the same seeded subset of eval questions for every model. Shares of "
-        "absolute attribution on the draft's tokens, the question's tokens and the template (\"Question:\", "
-        "\"Answer:\", newlines, special tokens); the draft share's interval is a bootstrap over questions. "
-        "Completeness error: |sum of attributions - (margin - baseline margin)| per question (max, and mean relative "
-        "to the margin difference). Source: `results/attribution.csv`.",
+        f"each model's draft-mode prompt (its own draft), {settings.get('method', 'gausslegendre')} quadrature from a "
+        f"{settings['baseline']} baseline"
+        f"{' (the first token kept at its embedding)' if settings.get('keep_first_token') else ''}, in float32, on "
+        f"the same seeded subset of eval questions for every model. Adaptive points: each question starts at "
+        f"{settings['steps']} and doubles until |sum of attributions - margin change| is within {tolerance:.0%} of the "
+        f"change (or {settings.get('max_steps', settings['steps'])} points); such a question converged. Questions whose "
+        f"margin changes by less than {settings.get('min_margin_change', 0)} along the path are counted apart. Error: "
+        "the summed completeness error over the summed margin change (questions that moved). The shares of absolute "
+        "attribution are means over the converged questions only: the draft split into its first guess (with its "
+        "reason) and its clarifying sub-questions (\"unsplit\": a draft that did not parse into the two), the "
+        "question, the template; they sum to 100%. Intervals: bootstrap over questions. Source: "
+        "`results/attribution.csv`.",
         "",
-        markdown_table(["model", "questions", "draft tokens (mean)", "draft share [95% CI]", "question share",
-                "template share", "completeness error (max)", "relative error (mean)"], rows),
+        markdown_table(["model", "questions", "small change", "converged", "error", "points (median / max)",
+                        "draft share [95% CI]", "guess", "sub-questions [95% CI]", "draft unsplit", "question",
+                        "template"], rows),
     ]
     if figure:
         lines += ["", f"![attribution shares]({figure})"]
