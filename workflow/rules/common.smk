@@ -241,3 +241,24 @@ def report_variants():
     """What the report's variant section needs of each variant, from clarify.variants.Variant."""
     return [{"name": name, "until": v.until, "overrides": v.overrides, "adapter": v.adapter,
              "self_train_accounting": self_train_accounting_files(v)} for name, v in VARIANTS.items()]
+
+
+# The variant grid (variants.smk): which variant a job belongs to, and what it reads.
+def variant(wildcards):
+    return VARIANTS[wildcards.name]
+
+
+def variant_self_train_input(wildcards):
+    v, r = variant(wildcards), int(wildcards.round)
+    return v.phase_b_round(r - 1)
+
+
+def variant_phase_b_corpus(wildcards):
+    v = variant(wildcards)
+    return f"data/variants/{v.name}/train_phase_b.jsonl"
+
+
+def variant_pair_inputs(wildcards):
+    v = variant(wildcards)
+    return pair_inputs(v.config["pairs"]["source"], f"data/variants/{v.name}/own_samples.jsonl",
+                       "data/teacher_outputs.jsonl", v.drafts_file)

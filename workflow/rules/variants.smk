@@ -4,26 +4,6 @@
 # Every job's params are the variant's own merged settings, so changing one variant reruns it alone.
 
 
-def variant(wildcards):
-    return VARIANTS[wildcards.name]
-
-
-def variant_self_train_input(wildcards):
-    v, r = variant(wildcards), int(wildcards.round)
-    return v.phase_b_round(r - 1)
-
-
-def variant_phase_b_corpus(wildcards):
-    v = variant(wildcards)
-    return f"data/variants/{v.name}/train_phase_b.jsonl"
-
-
-def variant_pair_inputs(wildcards):
-    v = variant(wildcards)
-    return pair_inputs(v.config["pairs"]["source"], f"data/variants/{v.name}/own_samples.jsonl",
-                       "data/teacher_outputs.jsonl", v.drafts_file)
-
-
 use rule student_drafts as variant_drafts with:
     output:
         drafts="data/variants/{name}/student_drafts.jsonl",
