@@ -13,7 +13,6 @@ Light (no TRL import), so the workflow's rules can resolve a schedule while buil
 
 from __future__ import annotations
 
-from .dpo_losses import LOSSES
 from .errors import InputError
 
 SCHEDULE_PRESETS: dict[str, list[dict]] = {
@@ -25,6 +24,8 @@ SCHEDULE_PRESETS: dict[str, list[dict]] = {
 
 def check_schedule(schedule: list[dict], where: str = "phase_c.schedule") -> list[dict]:
     """Each entry ``{beta > 0, loss in LOSSES}``; a bad entry is a one-line error naming it."""
+    from .dpo_losses import LOSSES  # torch: only when a schedule is checked, not when the rules load
+
     if not schedule:
         raise InputError(f"{where}: the schedule needs at least one epoch")
     for index, entry in enumerate(schedule):

@@ -21,11 +21,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .drafts import generate_drafts
 from .errors import InputError
-from .generation import generate_samples
 from .prompts import ANSWER_CUE, draft_context, reasoning_from_generation, reasoning_prompt
-from .scoring import score_questions
 
 #: Reasoning ends where the answer cue (or a new question) would start.
 COT_STOP = [ANSWER_CUE, "\nQuestion:"]
@@ -89,6 +86,8 @@ def _mode(mode: str) -> EvalMode:
 
 
 def _score(model, tokenizer, records, contexts, settings, progress, desc) -> pd.DataFrame:
+    from .scoring import score_questions  # torch: imported when a model is scored, not with the registry
+
     return score_questions(model, tokenizer, records, contexts, batch_size=settings["batch_size"],
                            progress=progress, desc=f"scoring {desc}")
 
@@ -100,6 +99,8 @@ def _direct(model, tokenizer, records, settings, progress):
 
 @register("draft", uses_drafts=True)
 def _draft(model, tokenizer, records, settings, progress):
+    from .drafts import generate_drafts
+
     drafts = generate_drafts(model, tokenizer, records, settings["drafts"], progress=progress)
     frame = _score(model, tokenizer, records, [draft_context(d) for d in drafts], settings, progress, "draft")
     generated = pd.DataFrame({"generated": [d["raw"] for d in drafts],
@@ -113,6 +114,8 @@ def sample_reasonings(model, tokenizer, records: list[dict], num_samples: int, m
                       batch_size: int, temperature: float = 0.0, seed: int = 0,
                       progress: bool = True) -> list[list[dict]]:
     """``num_samples`` reasonings per record after :func:`reasoning_prompt` (T=0: greedy)."""
+    from .generation import generate_samples
+
     return generate_samples(model, tokenizer, [reasoning_prompt(r["question"]) for r in records], num_samples,
                             max_new_tokens, batch_size=batch_size, temperature=temperature, seed=seed,
                             stop=COT_STOP, progress=progress, desc="reasoning")
