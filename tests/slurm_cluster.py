@@ -385,7 +385,7 @@ class SlurmCluster:
             "SwitchType=switch/none",
             "ReturnToService=2",
             # squeue is the status command (no accounting): keep finished jobs visible for 10 min.
-            "MinJobAge=600",
+            "MinJobAge=3600",
             "KillWait=5",
             "InactiveLimit=0",
             "MailProg=/bin/true",
