@@ -72,8 +72,8 @@ def sample_own_reasonings(model, tokenizer, records: list[dict], settings: dict,
     """Sample ``settings["samples"]`` reasonings per record and score each one's answer slot.
 
     ``model`` is any causal LM (with or without a LoRA adapter). Rows come back grouped by
-    record, in record order, samples numbered 0..k-1. Deterministic for the settings (the
-    generation seed and batch size fix the samples). ``hint=True`` rationalises: the prompt
+    record, in record order, samples numbered 0..k-1. Deterministic for the settings: each
+    sample is seeded from (seed, its number, its prompt), so batching does not change it. ``hint=True`` rationalises: the prompt
     carries the record's gold answer, the scoring does not.
     """
     _check_settings(settings)
