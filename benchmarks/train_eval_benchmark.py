@@ -80,15 +80,17 @@ class Row:
     checkpointing: bool | None = None
     liger: bool = False
     padding_free: bool = False
+    first: bool = False  # runs before the others, so that a --time-limit cut keeps it
 
 
-#: The training rows, in the order they run and print; ``--rows`` picks by name or by phase letter.
+#: The training rows, in table order; ``--rows`` picks by name or by phase letter. Rows marked
+#: ``first`` run first (seed, default, + Liger of every phase), the others after them.
 ROWS = [
     Row("A-seed", "phase_a", "seed: 2 x 16, every sequence padded to 2048, grad. ckpt on", seed=True,
-        checkpointing=True),
+        checkpointing=True, first=True),
     Row("A-old-default", "phase_a", "ours, old default: 32 x 1, grad. ckpt on", batch=(32, 1), checkpointing=True),
-    Row("A-default", "phase_a", "ours, default: phase_a settings"),
-    Row("A-liger", "phase_a", "default + Liger kernels", liger=True),
+    Row("A-default", "phase_a", "ours, default: phase_a settings", first=True),
+    Row("A-liger", "phase_a", "default + Liger kernels", liger=True, first=True),
     Row("A-liger-32x1", "phase_a", "default + Liger, micro-batch 32 x 1, grad. ckpt off", batch=(32, 1),
         checkpointing=False, liger=True),
     Row("A-liger-64x1", "phase_a", "default + Liger, micro-batch 64 x 1 (effective batch 64), grad. ckpt off",
@@ -97,16 +99,16 @@ ROWS = [
     Row("A-liger-padfree-32x1", "phase_a", "default + Liger + padding-free, 32 x 1, grad. ckpt off", batch=(32, 1),
         checkpointing=False, liger=True, padding_free=True),
     Row("B-seed", "phase_b", "seed: 2 x 16, every sequence padded to 2048, grad. ckpt on", seed=True,
-        checkpointing=True),
-    Row("B-default", "phase_b", "ours, default: phase_b settings (grad. ckpt on with CUDA)"),
-    Row("B-liger", "phase_b", "default + Liger kernels", liger=True),
+        checkpointing=True, first=True),
+    Row("B-default", "phase_b", "ours, default: phase_b settings (grad. ckpt on with CUDA)", first=True),
+    Row("B-liger", "phase_b", "default + Liger kernels", liger=True, first=True),
     Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
     Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
     Row("B-liger-padfree", "phase_b", "default + Liger + padding-free", liger=True, padding_free=True),
     Row("B-liger-padfree-nockpt", "phase_b", "default + Liger + padding-free, grad. ckpt off", checkpointing=False,
         liger=True, padding_free=True),
-    Row("C-default", "phase_c", "DPO, phase_c settings (one epoch of the schedule's first entry)"),
-    Row("C-liger", "phase_c", "DPO + Liger kernels", liger=True),
+    Row("C-default", "phase_c", "DPO, phase_c settings (one epoch of the schedule's first entry)", first=True),
+    Row("C-liger", "phase_c", "DPO + Liger kernels", liger=True, first=True),
     Row("C-liger-8x1", "phase_c", "DPO + Liger, micro-batch 8 pairs x 1", batch=(8, 1), liger=True),
 ]
 EVAL_ROWS = ["eval-scoring", "eval-generate", "eval-lm_eval"]
@@ -459,7 +461,8 @@ def parse_args(argv=None):
     parser.add_argument("--rows", nargs="*", default=None,
                         help="rows to run: names, phase letters A B C, or eval (default: all); "
                              f"training rows: {', '.join(r.name for r in ROWS)}; eval rows: {', '.join(EVAL_ROWS)}")
-    parser.add_argument("--examples", type=int, default=200, help="training examples (Phase C: pairs) per row")
+    parser.add_argument("--examples", type=int, default=200, help="training examples per Phase A/B row")
+    parser.add_argument("--dpo-examples", type=int, default=100, help="preference pairs per Phase C row")
     parser.add_argument("--seed-examples", type=int, default=64,
                         help="training examples of the seed rows (slow: every sequence is padded to 2048)")
     parser.add_argument("--warmup-examples", type=int, default=64)
@@ -467,7 +470,7 @@ def parse_args(argv=None):
     parser.add_argument("--generate-questions", type=int, default=160, help="questions of eval-generate (slow)")
     parser.add_argument("--eval-batch-size", type=int, default=16)
     parser.add_argument("--vocab-size", type=int, default=32000)
-    parser.add_argument("--time-limit", type=float, default=290.0,
+    parser.add_argument("--time-limit", type=float, default=250.0,
                         help="start no row after this many seconds; later rows are recorded as skipped")
     parser.add_argument("--tiny", action="store_true", help="tiny Llama on CPU: run every row's code path, measure nothing")
     parser.add_argument("--out", required=True)
@@ -486,7 +489,9 @@ def main(argv=None) -> None:
     cfg["quantization"]["load_in_4bit"] = cuda
     cfg["student"]["dtype"] = "bfloat16" if cuda else "float32"
     if args.strategyqa:
-        corpora, questions = corpora_from_strategyqa(args.strategyqa, args.examples, args.max_questions)
+        corpora, questions = corpora_from_strategyqa(
+            args.strategyqa, max(args.examples, args.dpo_examples, args.seed_examples, args.warmup_examples),
+            args.max_questions)
     else:
         corpora = {"phase_a": read_jsonl(args.corpus_a), "phase_b": read_jsonl(args.corpus_b)}
         questions = sorted(read_jsonl(args.questions), key=lambda r: r["qid"])[: args.max_questions]
@@ -498,6 +503,8 @@ def main(argv=None) -> None:
               "data": args.strategyqa or {"corpus_a": args.corpus_a, "corpus_b": args.corpus_b},
               "training": [], "eval": []}
 
+    order = {row.name: index for index, row in enumerate(ROWS)}
+
     def save():
         report["elapsed_s"] = time.perf_counter() - started
         out.write_text(json.dumps(report, indent=2))
@@ -508,8 +515,11 @@ def main(argv=None) -> None:
     def over_time(name: str, section: str) -> bool:
         if time.perf_counter() - started <= args.time_limit:
             return False
-        report[section].append({"row": name, "status": f"skipped: time limit (--time-limit {args.time_limit:g} s)"})
-        progress(name, report[section][-1]["status"])
+        entry = {"row": name, "status": f"skipped: time limit (--time-limit {args.time_limit:g} s)"}
+        report[section].append(entry)
+        if section == "training":
+            report["training"].sort(key=lambda e: order[e["row"]])
+        progress(name, entry["status"])
         save()
         return True
 
@@ -530,14 +540,15 @@ def main(argv=None) -> None:
                 sft_epoch(manifest, cfg, warm, corpora["phase_a"][: args.warmup_examples], work, save_adapter=adapter)
             free_memory()
             progress("warm-up", f"done (Liger kernels {'on' if warm.liger else 'off'})")
-        for row in rows:
+        for row in sorted(rows, key=lambda r: not r.first):  # stable: table order within each group
             if over_time(row.name, "training"):
                 continue
             reason = skip_reason(row, attn)
             if reason:
                 entry = {"row": row.name, "phase": row.phase, "what": row.what, "status": f"skipped: {reason}"}
             else:
-                examples = args.seed_examples if row.seed else args.examples
+                examples = (args.seed_examples if row.seed else args.dpo_examples if row.phase == "phase_c"
+                            else args.examples)
                 data = corpora[row.phase][:examples]
                 if row.phase == "phase_c":
                     run = lambda row=row, data=data: dpo_epoch(manifest, cfg, row, data, adapter, work)  # noqa: E731
@@ -546,6 +557,7 @@ def main(argv=None) -> None:
                 with module_patches_undone(manifest["path"]):
                     entry = run_training_row(row, run)
             report["training"].append(entry)
+            report["training"].sort(key=lambda e: order[e["row"]])
             progress(row.name, summary(entry))
             save()
         for name in eval_rows:
