@@ -167,12 +167,23 @@ def preference_pairs(track_b: list[dict]) -> list[dict]:
     return pairs
 
 
-def build_tokenizer(out: Path, questions: list[dict], vocab_size: int) -> Path:
-    """A BPE tokenizer trained on the StrategyQA text (the real Phi tokenizer is not reachable offline)."""
+def tokenizer_text(strategyqa: str | None) -> list[str]:
+    """What the tokenizer learns from: the tests' StrategyQA text, or the same lines of ``--strategyqa``'s file."""
     import tiny_model
 
-    texts = [f"Question: {r['question']}\nAnswer: {'Yes' if r['answer'] else 'No'}" for r in questions]
-    texts += tiny_model.training_text()
+    if not strategyqa:
+        return tiny_model.training_text()
+    lines = list(tiny_model.FALLBACK_TEXT)
+    for row in json.loads(Path(strategyqa).read_text())[:1500]:
+        lines.append(f"Question: {row['question']}\nAnswer: {'Yes' if row['answer'] else 'No'}")
+        lines.extend(row.get("facts", []))
+        lines.extend(row.get("decomposition", []))
+    return lines
+
+
+def build_tokenizer(out: Path, questions: list[dict], vocab_size: int, text: list[str]) -> Path:
+    """A BPE tokenizer trained on the StrategyQA text (the real Phi tokenizer is not reachable offline)."""
+    texts = [f"Question: {r['question']}\nAnswer: {'Yes' if r['answer'] else 'No'}" for r in questions] + text
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -525,7 +536,8 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tokenizer_dir = build_tokenizer(work / "tokenizer", questions, 1024 if args.tiny else args.vocab_size)
+        tokenizer_dir = build_tokenizer(work / "tokenizer", questions, 1024 if args.tiny else args.vocab_size,
+                                        tokenizer_text(args.strategyqa))
         model_dir = build_model(work / "model", tokenizer_dir, args.tiny)
         manifest = {"path": str(model_dir)}
         attn = json.loads((model_dir / "config.json").read_text()).get("_attn_implementation")

@@ -65,3 +65,12 @@ def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data,
     assert entries["A-liger"]["status"].startswith("skipped: ")  # no Triton GPU here
     assert entries["eval-scoring"]["questions_per_s"] > 0
     assert report["versions"]["trl"] and report["elapsed_s"] > 0
+
+
+def test_rows_past_the_time_limit_are_recorded_as_skipped(bench, shared_data, tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-default", "eval-scoring", "--examples", "4",
+                "--warmup-examples", "4", "--max-questions", "4", "--time-limit", "0", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [(e["row"], e["status"]) for e in report["training"] + report["eval"]] == [
+        ("A-default", "skipped: time limit (--time-limit 0 s)"), ("eval-scoring", "skipped: time limit (--time-limit 0 s)")]
