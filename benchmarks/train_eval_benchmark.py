@@ -34,7 +34,7 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -336,7 +336,8 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
                                 settings=settings, pairs=pairs, init_adapter=str(adapter), work_dir=workdir / row.name,
                                 progress=False)
     tokenizer = load_tokenizer(manifest["path"])
-    real_tokens = sum(len(tokenizer(p["prompt"] + p[side])["input_ids"]) for p in pairs for side in ("chosen", "rejected"))
+    real_tokens = sum(len(tokenizer(p["prompt"] + p[side])["input_ids"])
+                      for p in pairs for side in ("chosen", "rejected"))
     seconds = timed_train(trainer)
     return {
         "examples": len(pairs), "unit": "pairs", "batch_size": settings["batch_size"],
@@ -354,6 +355,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def failure(exc: BaseException) -> str:
+    """A row's status after ``exc``: "out of memory", or "failed: " and the error's first line."""
+    if is_out_of_memory(exc):
+        return "out of memory"
+    return f"failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+
+
 def run_training_row(row: Row, run) -> dict:
     """The row's result; "out of memory" or "failed: ..." instead of raising. Memory is freed after it."""
     entry = {"row": row.name, "phase": row.phase, "what": row.what}
@@ -361,8 +369,7 @@ def run_training_row(row: Row, run) -> dict:
     try:
         entry.update(run(), status="ok")
     except Exception as exc:  # a row must not end the run: the next rows still measure
-        entry["status"] = "out of memory" if is_out_of_memory(exc) else \
-            f"failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+        entry["status"] = failure(exc)
         entry["peak_gib"] = peak_gib()
     entry["row_seconds"] = time.perf_counter() - started
     free_memory()
@@ -465,7 +472,8 @@ def versions() -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("data (either --strategyqa, or the three DAG files)")
-    source.add_argument("--strategyqa", help="a StrategyQA json: Track A/B texts are built from it (no DAG output needed)")
+    source.add_argument("--strategyqa",
+                        help="a StrategyQA json: Track A/B texts are built from it (no DAG output needed)")
     source.add_argument("--corpus-a", help="Track A corpus (data/train_baseline.jsonl)")
     source.add_argument("--corpus-b", help="Track B corpus (data/train_cot.jsonl)")
     source.add_argument("--questions", help="questions to score (data/splits/test.jsonl)")
@@ -483,7 +491,8 @@ def parse_args(argv=None):
     parser.add_argument("--vocab-size", type=int, default=32000)
     parser.add_argument("--time-limit", type=float, default=250.0,
                         help="start no row after this many seconds; later rows are recorded as skipped")
-    parser.add_argument("--tiny", action="store_true", help="tiny Llama on CPU: run every row's code path, measure nothing")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny Llama on CPU: run every row's code path, measure nothing")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if not args.strategyqa and not (args.corpus_a and args.corpus_b and args.questions):
@@ -589,7 +598,7 @@ def main(argv=None) -> None:
                                                                                          result["pred_yes"]))
                 result.setdefault("status", "ok")
             except Exception as exc:  # an eval row must not end the run either
-                result = {"status": "out of memory" if is_out_of_memory(exc) else f"failed: {type(exc).__name__}: {exc}"}
+                result = {"status": failure(exc)}
             result["row"] = name
             free_memory()
             report["eval"].append(result)

@@ -30,7 +30,8 @@ def test_rows_are_picked_by_name_phase_letter_or_eval(bench):
 
 
 def test_pairs_flip_only_the_answer(bench):
-    row = {"qid": "q1", "prompt": "Question: Is it?\nReasoning:\n", "completion": "1. Step.\nAnswer: Yes", "answer": True}
+    row = {"qid": "q1", "prompt": "Question: Is it?\nReasoning:\n", "completion": "1. Step.\nAnswer: Yes",
+           "answer": True}
     pair = bench.preference_pairs([row])[0]
     assert pair == {"prompt": row["prompt"], "chosen": "1. Step.\nAnswer: Yes", "rejected": "1. Step.\nAnswer: No"}
 
@@ -72,5 +73,21 @@ def test_rows_past_the_time_limit_are_recorded_as_skipped(bench, shared_data, tm
     bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-default", "eval-scoring", "--examples", "4",
                 "--warmup-examples", "4", "--max-questions", "4", "--time-limit", "0", "--out", str(out)])
     report = json.loads(out.read_text())
+    skipped = "skipped: time limit (--time-limit 0 s)"
     assert [(e["row"], e["status"]) for e in report["training"] + report["eval"]] == [
-        ("A-default", "skipped: time limit (--time-limit 0 s)"), ("eval-scoring", "skipped: time limit (--time-limit 0 s)")]
+        ("A-default", skipped), ("eval-scoring", skipped)]
+
+
+def test_a_row_that_runs_out_of_memory_or_fails_is_recorded_not_raised(bench):
+    import torch
+
+    def out_of_memory():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def broken():
+        raise ValueError("bad shape\nmore detail")
+
+    row = bench.ROWS[0]
+    assert bench.run_training_row(row, out_of_memory)["status"] == "out of memory"
+    entry = bench.run_training_row(row, broken)
+    assert entry["status"] == "failed: ValueError: bad shape" and entry["row"] == row.name
