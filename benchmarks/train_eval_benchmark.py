@@ -111,7 +111,6 @@ ROWS = [
     Row("C-liger", "phase_c", "DPO + Liger kernels", liger=True, first=True),
     Row("C-liger-8x1", "phase_c", "DPO + Liger, micro-batch 8 pairs x 1", batch=(8, 1), liger=True),
 ]
-EVAL_ROWS = ["eval-scoring", "eval-generate", "eval-lm_eval"]
 PHASE_LETTERS = {"A": "phase_a", "B": "phase_b", "C": "phase_c"}
 
 
@@ -459,6 +458,18 @@ def lm_eval_speed(manifest, cfg, questions: list[dict], batch_size: int, workdir
             "pred_yes": preds}
 
 
+#: The evaluation rows: name -> (manifest, cfg, questions, args, workdir) -> result.
+EVAL_ROWS = {
+    "eval-scoring": lambda manifest, cfg, questions, args, work: scoring_speed(
+        manifest, cfg, questions, args.eval_batch_size),
+    "eval-generate": lambda manifest, cfg, questions, args, work: generate_speed(
+        manifest, cfg, questions[: args.generate_questions], args.eval_batch_size),
+    "eval-lm_eval": lambda manifest, cfg, questions, args, work: lm_eval_speed(
+        manifest, cfg, questions, args.eval_batch_size, work) or {
+        "method": "lm-evaluation-harness HF backend", "status": "skipped: lm_eval is not installed"},
+}
+
+
 def versions() -> dict:
     found = {}
     for package in ("torch", "transformers", "trl", "peft", "bitsandbytes", "liger-kernel", "flash-attn", "lm_eval"):
@@ -556,11 +567,18 @@ def main(argv=None) -> None:
             # An untimed warm-up epoch on a slice: CUDA context, kernels (Liger's too, when a row
             # uses them) and allocator are then ready for every timed row alike; its adapter is
             # the initial policy and reference of the Phase C rows.
-            warm = Row("warm-up", "phase_a", "untimed", liger=any(r.liger for r in rows) and not liger_unavailable())
-            with module_patches_undone(manifest["path"]):
-                sft_epoch(manifest, cfg, warm, corpora["phase_a"][: args.warmup_examples], work, save_adapter=adapter)
-            free_memory()
-            progress("warm-up", f"done (Liger kernels {'on' if warm.liger else 'off'})")
+            # A failing warm-up is recorded (then retried without Liger), never the end of the run.
+            report["warm_up"] = []
+            for liger in sorted({any(r.liger for r in rows) and not liger_unavailable(), False}, reverse=True):
+                warm = Row("warm-up", "phase_a", "untimed", liger=liger)
+                with module_patches_undone(manifest["path"]):
+                    entry = run_training_row(warm, lambda warm=warm: sft_epoch(
+                        manifest, cfg, warm, corpora["phase_a"][: args.warmup_examples], work, save_adapter=adapter))
+                report["warm_up"].append({"use_liger_kernel": liger, "status": entry["status"],
+                                          "seconds": entry["row_seconds"]})
+                progress("warm-up", f"{entry['status']} (Liger kernels {'on' if liger else 'off'})")
+                if entry["status"] == "ok":
+                    break
         for row in sorted(rows, key=lambda r: not r.first):  # stable: table order within each group
             if over_time(row.name, "training"):
                 continue
@@ -585,17 +603,11 @@ def main(argv=None) -> None:
             if over_time(name, "eval"):
                 continue
             try:
-                if name == "eval-scoring":
-                    result = scoring_speed(manifest, cfg, questions, args.eval_batch_size)
-                elif name == "eval-generate":
-                    result = generate_speed(manifest, cfg, questions[: args.generate_questions], args.eval_batch_size)
-                else:
-                    result = lm_eval_speed(manifest, cfg, questions, args.eval_batch_size, work) or {
-                        "method": "lm-evaluation-harness HF backend", "status": "skipped: lm_eval is not installed"}
-                    ours = next((e for e in report["eval"] if e.get("pred_yes")), None)
-                    if result.get("pred_yes") and ours:
-                        result["same_predictions_as_ours"] = sum(a == b for a, b in zip(ours["pred_yes"],
-                                                                                         result["pred_yes"]))
+                result = EVAL_ROWS[name](manifest, cfg, questions, args, work)
+                ours = next((e for e in report["eval"] if e.get("pred_yes")), None)
+                if name != "eval-scoring" and result.get("pred_yes") and ours:
+                    same = sum(a == b for a, b in zip(ours["pred_yes"], result["pred_yes"]))
+                    result["same_predictions_as_ours"] = same
                 result.setdefault("status", "ok")
             except Exception as exc:  # an eval row must not end the run either
                 result = {"status": failure(exc)}

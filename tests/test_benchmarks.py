@@ -21,9 +21,9 @@ def bench():
 def test_rows_are_picked_by_name_phase_letter_or_eval(bench):
     rows, evals = bench.select_rows(["A-seed", "C", "eval"])
     assert [r.name for r in rows] == ["A-seed"] + [r.name for r in bench.ROWS if r.phase == "phase_c"]
-    assert evals == bench.EVAL_ROWS
+    assert evals == list(bench.EVAL_ROWS)
     rows, evals = bench.select_rows(None)
-    assert len(rows) == len(bench.ROWS) and evals == bench.EVAL_ROWS
+    assert len(rows) == len(bench.ROWS) and evals == list(bench.EVAL_ROWS)
     assert len({r.name for r in bench.ROWS}) == len(bench.ROWS)
     with pytest.raises(SystemExit, match="--rows: unknown A-nope"):
         bench.select_rows(["A-nope"])
@@ -91,3 +91,24 @@ def test_a_row_that_runs_out_of_memory_or_fails_is_recorded_not_raised(bench):
     assert bench.run_training_row(row, out_of_memory)["status"] == "out of memory"
     entry = bench.run_training_row(row, broken)
     assert entry["status"] == "failed: ValueError: bad shape" and entry["row"] == row.name
+
+
+def test_a_failing_liger_warm_up_is_recorded_and_retried_without_liger(bench, shared_data, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_epoch(manifest, cfg, row, rows, workdir, save_adapter=None):
+        calls.append((row.name, row.liger))
+        if row.name == "warm-up" and row.liger:
+            raise RuntimeError("triton compilation failed")
+        return {"examples": len(rows), "seconds": 1.0, "examples_per_s": float(len(rows)), "tokens_per_s": 1.0,
+                "peak_gib": None}
+
+    monkeypatch.setattr(bench, "liger_unavailable", lambda: None)  # as on a GPU with liger-kernel
+    monkeypatch.setattr(bench, "sft_epoch", fake_epoch)
+    out = tmp_path / "bench.json"
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-liger", "--examples", "4", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [(w["use_liger_kernel"], w["status"]) for w in report["warm_up"]] == [
+        (True, "failed: RuntimeError: triton compilation failed"), (False, "ok")]
+    assert calls == [("warm-up", True), ("warm-up", False), ("A-liger", True)]
+    assert report["training"][0]["status"] == "ok"
