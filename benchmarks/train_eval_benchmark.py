@@ -80,6 +80,7 @@ class Row:
     checkpointing: bool | None = None
     liger: bool = False
     padding_free: bool = False
+    grouped: bool = True  # batches grouped by length (the pipeline's only way); False: random order
     first: bool = False  # runs before the others, so that a --time-limit cut keeps it
 
 
@@ -102,6 +103,7 @@ ROWS = [
         checkpointing=True, first=True),
     Row("B-default", "phase_b", "ours, default: phase_b settings (grad. ckpt on with CUDA)", first=True),
     Row("B-liger", "phase_b", "default + Liger kernels", liger=True, first=True),
+    Row("B-ungrouped", "phase_b", "default, batches in random order instead of grouped by length", grouped=False),
     Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
     Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
     Row("B-liger-padfree", "phase_b", "default + Liger + padding-free", liger=True, padding_free=True),
@@ -303,7 +305,9 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
     checkpointing, bf16 = precision(settings, row.phase)
     overrides = {"save_strategy": "no", "logging_steps": 10}
     if row.seed:
-        overrides.update(pad_to_multiple_of=SEED_TRAINING["pad_to"], train_sampling_strategy="random")
+        overrides.update(pad_to_multiple_of=SEED_TRAINING["pad_to"])
+    if row.seed or not row.grouped:
+        overrides.update(train_sampling_strategy="random")
     model, targets = build_peft_model(manifest, cfg["student"], cfg["quantization"], cfg["lora"], None,
                                       gradient_checkpointing=checkpointing)
     tokenizer = load_tokenizer(manifest["path"])
@@ -319,7 +323,8 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
     return {
         "examples": len(dataset), "batch_size": settings["batch_size"], "grad_accum": settings["grad_accum"],
         "padding": (f"to {SEED_TRAINING['pad_to']}" if row.seed else
-                    "none (padding-free)" if trainer.args.padding_free else "longest in batch, grouped by length"),
+                    "none (padding-free)" if trainer.args.padding_free else
+                    f"longest in batch, {'grouped by length' if row.grouped else 'random order'}"),
         "gradient_checkpointing": checkpointing, "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "padding_free": bool(trainer.args.padding_free),
         "mean_tokens": real_tokens / len(dataset), "seconds": seconds,

@@ -48,8 +48,8 @@ def test_module_patches_are_undone_after_a_row(bench, tiny_model_dir):
 
 def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data, tmp_path):
     out = tmp_path / "bench.json"
-    rows = ["A-seed", "A-default", "A-liger", "A-padfree", "B-liger-padfree-nockpt", "C-default", "C-liger",
-            "eval-scoring"]
+    rows = ["A-seed", "A-default", "A-liger", "A-padfree", "B-ungrouped", "B-liger-padfree-nockpt", "C-default",
+            "C-liger", "eval-scoring"]
     bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", *rows, "--examples", "8", "--dpo-examples", "6",
                 "--seed-examples", "2", "--warmup-examples", "4", "--max-questions", "8", "--out", str(out)])
     report = json.loads(out.read_text())
@@ -63,6 +63,7 @@ def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data,
     assert entries["A-default"]["examples"] == 8
     assert entries["C-default"]["examples"] == 6 and entries["C-default"]["unit"] == "pairs"
     assert entries["A-padfree"]["status"] == "ok" and entries["A-padfree"]["padding_free"] is True
+    assert entries["B-ungrouped"]["padding"] == "longest in batch, random order"
     assert entries["A-liger"]["status"].startswith("skipped: ")  # no Triton GPU here
     assert entries["eval-scoring"]["questions_per_s"] > 0
     assert report["versions"]["trl"] and report["elapsed_s"] > 0
