@@ -1,18 +1,23 @@
-"""Training and evaluation throughput: our defaults against the seed's settings, one run.
+"""Training and evaluation throughput: named settings against the seed's, one run, one table.
 
-Training: one Phase A and one Phase B epoch with TRL's SFTTrainer through the project's own
-code path (`clarify.training`), with our defaults (batch padded to its longest member, grouped
-by length, phase_a/phase_b batch settings) and with the seed's settings (batch 2, gradient
-accumulation 16, every sequence padded to 2048). Same model, same corpora, same run.
+Training: each row is one epoch of one phase through the pipeline's own code path
+(``clarify.training.build_sft_trainer`` for Phases A and B, ``clarify.dpo.build_trainer`` for
+Phase C), with one named setting changed: the seed's (batch 2, accumulation 16, every sequence
+padded to 2048), our old default, the phase defaults, then Liger kernels
+(``use_liger_kernel``), padding-free batches (``padding_free``), gradient checkpointing off and
+larger micro-batches. A row that runs out of GPU memory records "out of memory"; one that cannot
+run here (no liger-kernel, no GPU, an attention without packed-sequence support) records
+"skipped: <reason>"; memory is freed before the next row. The JSON is rewritten after every row.
 
-Evaluation: answer-slot scoring (`clarify.scoring`) against generate-then-parse (the seed's
-way: max_new_tokens 35, then look for yes/no in the text) and, when `lm_eval` is installed,
+Evaluation: answer-slot scoring (``clarify.scoring``) against generate-then-parse (the seed's
+way: max_new_tokens 35, then look for yes/no in the text) and, when ``lm_eval`` is installed,
 lm-evaluation-harness's HF backend on a local multiple-choice task with the same prompt.
 
 On a GPU the model is a randomly initialised Phi-3.5-mini architecture (weights do not change
 speed or memory), loaded in 4-bit NF4 for training like the pipeline's defaults. On a CPU
-(`--tiny`) a tiny Llama proves the script runs. Results go to a JSON file.
+(``--tiny``) a tiny Llama runs every row's code path and measures nothing.
 
+    python benchmarks/train_eval_benchmark.py --strategyqa .data/strategyqa_train.json --out bench.json
     python benchmarks/train_eval_benchmark.py --corpus-a data/train_baseline.jsonl \\
         --corpus-b data/train_cot.jsonl --questions data/splits/test.jsonl --out benchmarks/results.json
 """
@@ -20,14 +25,17 @@ speed or memory), loaded in 4-bit NF4 for training like the pipeline's defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib
 import json
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -37,28 +45,146 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from clarify.config import schema_defaults  # noqa: E402
+from clarify.corpora import build_baseline, build_cot  # noqa: E402
+from clarify.data import load_records  # noqa: E402
+from clarify.dpo import build_trainer as build_dpo_trainer  # noqa: E402
+from clarify.dpo_schedule import resolve_schedule  # noqa: E402
 from clarify.generation import generate  # noqa: E402
 from clarify.io import read_jsonl  # noqa: E402
 from clarify.models import load_model, load_tokenizer  # noqa: E402
-from clarify.prompts import answer_prompt  # noqa: E402
+from clarify.parsing import parse_teacher  # noqa: E402
+from clarify.prompts import ANSWER_TEXT, answer_prompt  # noqa: E402
 from clarify.scoring import score_questions  # noqa: E402
-from clarify.training import _sft_trainer_class, build_peft_model, sft_config, to_dataset  # noqa: E402
+from clarify.teacher.gold import gold_response  # noqa: E402
+from clarify.training import build_peft_model, build_sft_trainer, precision, to_dataset  # noqa: E402
+from clarify.training_speedups import liger_unavailable, padding_free_unavailable  # noqa: E402
 
 PHI35 = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=32,
              num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096)
 SEED_TRAINING = {"batch_size": 2, "grad_accum": 16, "pad_to": 2048}
 
 
+@dataclass(frozen=True)
+class Row:
+    """One row of the training table: a phase and the one setting that changed.
+
+    ``batch`` = (micro-batch, accumulation) replaces the phase's; ``checkpointing`` None keeps
+    the phase's ``gradient_checkpointing`` setting (auto = on with CUDA).
+    """
+
+    name: str
+    phase: str
+    what: str
+    seed: bool = False
+    batch: tuple[int, int] | None = None
+    checkpointing: bool | None = None
+    liger: bool = False
+    padding_free: bool = False
+    grouped: bool = True  # batches grouped by length (the pipeline's only way); False: random order
+    first: bool = False  # runs before the others, so that a --time-limit cut keeps it
+
+
+#: The training rows, in table order; ``--rows`` picks by name or by phase letter. Rows marked
+#: ``first`` run first (seed, default, + Liger of every phase), the others after them.
+ROWS = [
+    Row("A-seed", "phase_a", "seed: 2 x 16, every sequence padded to 2048, grad. ckpt on", seed=True,
+        checkpointing=True, first=True),
+    Row("A-old-default", "phase_a", "ours, old default: 32 x 1, grad. ckpt on", batch=(32, 1), checkpointing=True),
+    Row("A-default", "phase_a", "ours, default: phase_a settings", first=True),
+    Row("A-liger", "phase_a", "default + Liger kernels", liger=True, first=True),
+    Row("A-liger-32x1", "phase_a", "default + Liger, micro-batch 32 x 1, grad. ckpt off", batch=(32, 1),
+        checkpointing=False, liger=True),
+    Row("A-liger-64x1", "phase_a", "default + Liger, micro-batch 64 x 1 (effective batch 64), grad. ckpt off",
+        batch=(64, 1), checkpointing=False, liger=True),
+    Row("A-padfree", "phase_a", "default + padding-free batches", padding_free=True),
+    Row("A-liger-padfree-32x1", "phase_a", "default + Liger + padding-free, 32 x 1, grad. ckpt off", batch=(32, 1),
+        checkpointing=False, liger=True, padding_free=True),
+    Row("B-seed", "phase_b", "seed: 2 x 16, every sequence padded to 2048, grad. ckpt on", seed=True,
+        checkpointing=True, first=True),
+    Row("B-default", "phase_b", "ours, default: phase_b settings (grad. ckpt on with CUDA)", first=True),
+    Row("B-liger", "phase_b", "default + Liger kernels", liger=True, first=True),
+    Row("B-ungrouped", "phase_b", "default, batches in random order instead of grouped by length", grouped=False),
+    Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
+    Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
+    Row("B-liger-padfree", "phase_b", "default + Liger + padding-free", liger=True, padding_free=True),
+    Row("B-liger-padfree-nockpt", "phase_b", "default + Liger + padding-free, grad. ckpt off", checkpointing=False,
+        liger=True, padding_free=True),
+    Row("C-default", "phase_c", "DPO, phase_c settings (one epoch of the schedule's first entry)", first=True),
+    Row("C-liger", "phase_c", "DPO + Liger kernels", liger=True, first=True),
+    Row("C-liger-8x1", "phase_c", "DPO + Liger, micro-batch 8 pairs x 1", batch=(8, 1), liger=True),
+]
+PHASE_LETTERS = {"A": "phase_a", "B": "phase_b", "C": "phase_c"}
+
+
 def log(*args):
     print(*args, flush=True)
 
 
-def build_tokenizer(out: Path, questions: list[dict], vocab_size: int) -> Path:
-    """A BPE tokenizer trained on the StrategyQA text (the real Phi tokenizer is not reachable offline)."""
+def select_rows(names: list[str] | None) -> tuple[list[Row], list[str]]:
+    """The training rows and eval rows ``--rows`` names (names, phase letters A/B/C, ``eval``; none = all)."""
+    if not names:
+        return list(ROWS), list(EVAL_ROWS)
+    known = {row.name for row in ROWS} | set(EVAL_ROWS) | set(PHASE_LETTERS) | {"eval"}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"--rows: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    rows = [row for row in ROWS if row.name in names or any(PHASE_LETTERS.get(n) == row.phase for n in names)]
+    evals = [name for name in EVAL_ROWS if name in names or "eval" in names]
+    return rows, evals
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def corpora_from_strategyqa(path: str, examples: int, questions: int) -> tuple[dict, list[dict]]:
+    """Track A and Track B corpora of ``examples`` label-balanced questions, straight from a StrategyQA json.
+
+    Track A is the pipeline's (``corpora.build_baseline``); Track B is the pipeline's
+    (``corpora.build_cot``) over the ``gold`` teacher's replies (human decomposition and facts).
+    The eval questions are the next ``questions`` records, none of them a training question.
+    """
+    records = sorted((r for r in load_records(path) if r["decomposition"]), key=lambda r: r["qid"])
+    yes = [r for r in records if r["answer"]][: (examples + 1) // 2]
+    no = [r for r in records if not r["answer"]][: examples // 2]
+    sample = sorted(yes + no, key=lambda r: r["qid"])
+    teacher_rows = []
+    for record in sample:
+        _, steps = parse_teacher(gold_response(record))
+        teacher_rows.append({"qid": record["qid"], "question": record["question"], "gold": record["answer"],
+                             "status": "agreed", "steps": steps})
+    used = {r["qid"] for r in sample}
+    corpora = {"phase_a": build_baseline(sample, "none", 0), "phase_b": build_cot(teacher_rows, "none", 0)}
+    return corpora, [r for r in records if r["qid"] not in used][:questions]
+
+
+def preference_pairs(track_b: list[dict]) -> list[dict]:
+    """Phase C pairs from Track B rows: chosen = the row's text, rejected = the same with the other answer."""
+    pairs = []
+    for row in track_b:
+        right, wrong = ANSWER_TEXT[bool(row["answer"])], ANSWER_TEXT[not row["answer"]]
+        if not row["completion"].endswith(right):
+            raise ValueError(f"Track B row {row['qid']}: completion does not end with its answer {right!r}")
+        pairs.append({"prompt": row["prompt"], "chosen": row["completion"],
+                      "rejected": row["completion"][: -len(right)] + wrong})
+    return pairs
+
+
+def tokenizer_text(strategyqa: str | None) -> list[str]:
+    """What the tokenizer learns from: the tests' StrategyQA text, or the same lines of ``--strategyqa``'s file."""
     import tiny_model
 
-    texts = [f"Question: {r['question']}\nAnswer: {'Yes' if r['answer'] else 'No'}" for r in questions]
-    texts += tiny_model.training_text()
+    if not strategyqa:
+        return tiny_model.training_text()
+    lines = list(tiny_model.FALLBACK_TEXT)
+    for row in json.loads(Path(strategyqa).read_text())[:1500]:
+        lines.append(f"Question: {row['question']}\nAnswer: {'Yes' if row['answer'] else 'No'}")
+        lines.extend(row.get("facts", []))
+        lines.extend(row.get("decomposition", []))
+    return lines
+
+
+def build_tokenizer(out: Path, questions: list[dict], vocab_size: int, text: list[str]) -> Path:
+    """A BPE tokenizer trained on the StrategyQA text (the real Phi tokenizer is not reachable offline)."""
+    texts = [f"Question: {r['question']}\nAnswer: {'Yes' if r['answer'] else 'No'}" for r in questions] + text
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -90,98 +216,208 @@ def build_model(out: Path, tokenizer_dir: Path, tiny: bool) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     del model
-    gc.collect()
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    free_memory()
     return out
 
+
+# --- memory --------------------------------------------------------------------------------
 
 def peak_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
-def reset_peak():
+def free_memory():
+    """Drop what the last row left (collect cycles, return cached blocks) and restart the peak counter."""
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
 
-def train_epoch(manifest, cfg, phase: str, rows: list[dict], emulate_seed: bool, workdir: Path,
-                checkpointing: bool | None = None, batch: tuple[int, int] | None = None) -> dict:
-    """One epoch of one phase; examples/s, real (non-pad) tokens/s and peak GPU memory.
+reset_peak = free_memory
 
-    ``batch`` = (per-device batch, accumulation) replaces the phase's defaults (same effective batch).
+
+@contextlib.contextmanager
+def module_patches_undone(model_dir: str):
+    """Undo what a row patched into transformers' modelling module of this model type.
+
+    Liger patches the model instance and also the module's globals (``apply_rotary_pos_emb``,
+    the RMSNorm and MLP classes): without this, every row after the first Liger row would run
+    Liger's RoPE too.
     """
-    cuda = torch.cuda.is_available()
-    checkpointing = cuda if checkpointing is None else checkpointing
-    settings = dict(cfg[phase], epochs=1)
-    if batch:
-        settings.update(batch_size=batch[0], grad_accum=batch[1])
-    overrides = {"save_strategy": "no", "logging_steps": 10, "disable_tqdm": True}
-    if emulate_seed:
+    model_type = json.loads((Path(model_dir) / "config.json").read_text())["model_type"]
+    module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    saved = dict(vars(module))
+    try:
+        yield
+    finally:
+        for name in set(vars(module)) - set(saved):
+            delattr(module, name)
+        for name, value in saved.items():
+            if vars(module).get(name) is not value:
+                setattr(module, name, value)
+
+
+def skip_reason(row: Row, attn_implementation: str | None) -> str | None:
+    if row.liger and (reason := liger_unavailable()):
+        return reason
+    if row.padding_free:
+        if row.phase == "phase_c":
+            return "TRL's DPOTrainer ignores padding_free (disabled in TRL 1.x)"
+        return padding_free_unavailable(attn_implementation)
+    return None
+
+
+# --- training rows -------------------------------------------------------------------------
+
+def row_settings(cfg: dict, row: Row) -> dict:
+    """The phase's settings with the row's changes: what the pipeline would be configured with."""
+    settings = dict(cfg[row.phase], epochs=1, use_liger_kernel=row.liger)
+    if row.phase != "phase_c":
+        settings["padding_free"] = row.padding_free
+    else:
+        settings["schedule"] = resolve_schedule(settings["schedule"])[:1]
+    if row.batch:
+        settings.update(batch_size=row.batch[0], grad_accum=row.batch[1])
+    if row.seed:
         settings.update(batch_size=SEED_TRAINING["batch_size"], grad_accum=SEED_TRAINING["grad_accum"],
                         max_length=SEED_TRAINING["pad_to"])
-        overrides.update(pad_to_multiple_of=SEED_TRAINING["pad_to"], train_sampling_strategy="random")
-    reset_peak()
-    model, targets = build_peft_model(manifest, cfg["student"], cfg["quantization"], cfg["lora"], None,
-                                      gradient_checkpointing=checkpointing)
-    tokenizer = load_tokenizer(manifest["path"])
-    dataset = to_dataset(rows, tokenizer, settings["max_length"])
-    steps = -(-len(dataset) // (settings["batch_size"] * settings["grad_accum"]))
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    args = sft_config(settings, workdir / f"{phase}-{'seed' if emulate_seed else 'ours'}", steps, bf16=bf16,
-                      cuda=cuda, progress=False, **overrides)
-    trainer = _sft_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    if row.checkpointing is not None:
+        settings["gradient_checkpointing"] = row.checkpointing
+    return settings
+
+
+def timed_train(trainer) -> float:
+    cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
     trainer.train()
     if cuda:
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Path,
+              save_adapter: Path | None = None) -> dict:
+    """One epoch of Phase A or B under the row's settings: examples/s, real tokens/s, peak GPU memory."""
+    settings = row_settings(cfg, row)
+    checkpointing, bf16 = precision(settings, row.phase)
+    overrides = {"save_strategy": "no", "logging_steps": 10}
+    if row.seed:
+        overrides.update(pad_to_multiple_of=SEED_TRAINING["pad_to"])
+    if row.seed or not row.grouped:
+        overrides.update(train_sampling_strategy="random")
+    model, targets = build_peft_model(manifest, cfg["student"], cfg["quantization"], cfg["lora"], None,
+                                      gradient_checkpointing=checkpointing)
+    tokenizer = load_tokenizer(manifest["path"])
+    dataset = to_dataset(rows, tokenizer, settings["max_length"])
+    trainer = build_sft_trainer(phase=row.phase, model=model, tokenizer=tokenizer, dataset=dataset,
+                                settings=settings, checkpoint_dir=workdir / row.name, bf16=bf16,
+                                cuda=torch.cuda.is_available(), progress=False, **overrides)
+    seconds = timed_train(trainer)
+    if save_adapter:
+        trainer.model.save_pretrained(save_adapter)
     real_tokens = int(sum(len(ids) for ids in dataset["input_ids"]))
-    padded_tokens = (len(dataset) * SEED_TRAINING["pad_to"]) if emulate_seed else None
-    result = {
-        "phase": phase, "settings": "seed" if emulate_seed else "ours", "examples": len(dataset),
-        "batch_size": settings["batch_size"], "grad_accum": settings["grad_accum"],
-        "padding": f"to {SEED_TRAINING['pad_to']}" if emulate_seed else "longest in batch, grouped by length",
-        "gradient_checkpointing": checkpointing,
+    processed = len(dataset) * SEED_TRAINING["pad_to"] if row.seed else real_tokens
+    return {
+        "examples": len(dataset), "batch_size": settings["batch_size"], "grad_accum": settings["grad_accum"],
+        "padding": (f"to {SEED_TRAINING['pad_to']}" if row.seed else
+                    "none (padding-free)" if trainer.args.padding_free else
+                    f"longest in batch, {'grouped by length' if row.grouped else 'random order'}"),
+        "gradient_checkpointing": checkpointing, "use_liger_kernel": bool(trainer.args.use_liger_kernel),
+        "padding_free": bool(trainer.args.padding_free),
         "mean_tokens": real_tokens / len(dataset), "seconds": seconds,
         "examples_per_s": len(dataset) / seconds, "tokens_per_s": real_tokens / seconds,
-        "processed_tokens_per_s": (padded_tokens or real_tokens) / seconds,
-        "peak_gib": peak_gib(), "lora_targets": targets,
+        "processed_tokens_per_s": processed / seconds, "peak_gib": peak_gib(), "lora_targets": targets,
     }
-    del trainer, model
-    gc.collect()
-    return result
+
+
+def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: Path, workdir: Path) -> dict:
+    """One epoch of Phase C (the pipeline's ScheduledDPOTrainer from ``adapter``): pairs/s and peak memory."""
+    settings = row_settings(cfg, row)
+    trainer = build_dpo_trainer(manifest=manifest, student=cfg["student"], quantization=cfg["quantization"],
+                                settings=settings, pairs=pairs, init_adapter=str(adapter), work_dir=workdir / row.name,
+                                progress=False)
+    tokenizer = load_tokenizer(manifest["path"])
+    real_tokens = sum(len(tokenizer(p["prompt"] + p[side])["input_ids"])
+                      for p in pairs for side in ("chosen", "rejected"))
+    seconds = timed_train(trainer)
+    return {
+        "examples": len(pairs), "unit": "pairs", "batch_size": settings["batch_size"],
+        "grad_accum": settings["grad_accum"], "schedule": trainer.args.schedule,
+        "padding": "longest in batch (TRL's DPO collator)",
+        "gradient_checkpointing": precision(settings, "phase_c")[0],
+        "use_liger_kernel": bool(trainer.args.use_liger_kernel), "padding_free": False,
+        "mean_tokens": real_tokens / len(pairs), "seconds": seconds, "examples_per_s": len(pairs) / seconds,
+        "tokens_per_s": real_tokens / seconds, "processed_tokens_per_s": real_tokens / seconds,
+        "peak_gib": peak_gib(),
+    }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def failure(exc: BaseException) -> str:
+    """A row's status after ``exc``: "out of memory", or "failed: " and the error's first line."""
+    if is_out_of_memory(exc):
+        return "out of memory"
+    return f"failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+
+
+def run_training_row(row: Row, run) -> dict:
+    """The row's result; "out of memory" or "failed: ..." instead of raising. Memory is freed after it."""
+    entry = {"row": row.name, "phase": row.phase, "what": row.what}
+    started = time.perf_counter()
+    try:
+        entry.update(run(), status="ok")
+    except Exception as exc:  # a row must not end the run: the next rows still measure
+        entry["status"] = failure(exc)
+        entry["peak_gib"] = peak_gib()
+    entry["row_seconds"] = time.perf_counter() - started
+    free_memory()
+    return entry
+
+
+def summary(entry: dict) -> str:
+    if entry["status"] != "ok":
+        return entry["status"]
+    peak = f", peak {entry['peak_gib']:.2f} GiB" if entry.get("peak_gib") is not None else ""
+    unit = entry.get("unit", "examples")
+    return (f"{entry['examples_per_s']:.2f} {unit}/s, {entry['tokens_per_s']:.0f} tokens/s{peak} "
+            f"({entry['examples']} {unit}, {entry['seconds']:.1f} s training)")
 
 
 YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
-def eval_speed(manifest, cfg, questions: list[dict], batch_size: int) -> list[dict]:
-    """Questions/s of answer-slot scoring vs generate-then-parse on the same model and questions."""
+def scoring_speed(manifest, cfg, questions: list[dict], batch_size: int) -> dict:
+    """Questions/s of answer-slot scoring (``clarify.scoring``), the model loaded in bf16 before the clock."""
     tokenizer = load_tokenizer(manifest["path"])
     model = load_model(manifest, cfg["student"], {"load_in_4bit": False})
-    results = []
     reset_peak()
     start = time.perf_counter()
     frame = score_questions(model, tokenizer, questions, batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - start
-    results.append({"method": "answer-slot scoring (ours)", "questions": len(questions), "batch_size": batch_size,
-                    "seconds": seconds, "questions_per_s": len(questions) / seconds, "peak_gib": peak_gib(),
-                    "pred_yes": [bool(p) for p in frame["pred"]]})
+    return {"method": "answer-slot scoring (ours)", "questions": len(questions), "batch_size": batch_size,
+            "seconds": seconds, "questions_per_s": len(questions) / seconds, "peak_gib": peak_gib(),
+            "pred_yes": [bool(p) for p in frame["pred"]]}
+
+
+def generate_speed(manifest, cfg, questions: list[dict], batch_size: int) -> dict:
+    """Questions/s of generate-then-parse, the seed's way: 35 new tokens, then a regex for yes/no."""
+    tokenizer = load_tokenizer(manifest["path"])
+    model = load_model(manifest, cfg["student"], {"load_in_4bit": False})
     reset_peak()
     start = time.perf_counter()
     outputs = generate(model, tokenizer, [answer_prompt(r["question"]) for r in questions], max_new_tokens=35,
                        batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - start
     parsed = [YES_NO.search(o["text"]) for o in outputs]
-    results.append({"method": "generate 35 tokens then parse (seed)", "questions": len(questions),
-                    "batch_size": batch_size, "seconds": seconds, "questions_per_s": len(questions) / seconds,
-                    "peak_gib": peak_gib(), "unparsed": sum(p is None for p in parsed)})
-    del model
-    gc.collect()
-    return results
+    return {"method": "generate 35 tokens then parse (seed)", "questions": len(questions),
+            "batch_size": batch_size, "seconds": seconds, "questions_per_s": len(questions) / seconds,
+            "peak_gib": peak_gib(), "unparsed": sum(p is None for p in parsed)}
 
 
 def lm_eval_speed(manifest, cfg, questions: list[dict], batch_size: int, workdir: Path) -> dict | None:
@@ -227,61 +463,167 @@ def lm_eval_speed(manifest, cfg, questions: list[dict], batch_size: int, workdir
             "pred_yes": preds}
 
 
-def main() -> None:
+#: The evaluation rows: name -> (manifest, cfg, questions, args, workdir) -> result.
+EVAL_ROWS = {
+    "eval-scoring": lambda manifest, cfg, questions, args, work: scoring_speed(
+        manifest, cfg, questions, args.eval_batch_size),
+    "eval-generate": lambda manifest, cfg, questions, args, work: generate_speed(
+        manifest, cfg, questions[: args.generate_questions], args.eval_batch_size),
+    "eval-lm_eval": lambda manifest, cfg, questions, args, work: lm_eval_speed(
+        manifest, cfg, questions, args.eval_batch_size, work) or {
+        "method": "lm-evaluation-harness HF backend", "status": "skipped: lm_eval is not installed"},
+}
+
+
+def versions() -> dict:
+    found = {}
+    for package in ("torch", "transformers", "trl", "peft", "bitsandbytes", "liger-kernel", "flash-attn", "lm_eval"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus-a", required=True, help="Track A corpus (data/train_baseline.jsonl)")
-    parser.add_argument("--corpus-b", required=True, help="Track B corpus (data/train_cot.jsonl)")
-    parser.add_argument("--questions", required=True, help="questions to score (data/splits/test.jsonl)")
-    parser.add_argument("--max-questions", type=int, default=687)
+    source = parser.add_argument_group("data (either --strategyqa, or the three DAG files)")
+    source.add_argument("--strategyqa",
+                        help="a StrategyQA json: Track A/B texts are built from it (no DAG output needed)")
+    source.add_argument("--corpus-a", help="Track A corpus (data/train_baseline.jsonl)")
+    source.add_argument("--corpus-b", help="Track B corpus (data/train_cot.jsonl)")
+    source.add_argument("--questions", help="questions to score (data/splits/test.jsonl)")
+    parser.add_argument("--rows", nargs="*", default=None,
+                        help="rows to run: names, phase letters A B C, or eval (default: all); "
+                             f"training rows: {', '.join(r.name for r in ROWS)}; eval rows: {', '.join(EVAL_ROWS)}")
+    parser.add_argument("--examples", type=int, default=200, help="training examples per Phase A/B row")
+    parser.add_argument("--dpo-examples", type=int, default=100, help="preference pairs per Phase C row")
+    parser.add_argument("--seed-examples", type=int, default=64,
+                        help="training examples of the seed rows (slow: every sequence is padded to 2048)")
+    parser.add_argument("--warmup-examples", type=int, default=64)
+    parser.add_argument("--max-questions", type=int, default=687, help="questions scored by eval-scoring, eval-lm_eval")
+    parser.add_argument("--generate-questions", type=int, default=160, help="questions of eval-generate (slow)")
     parser.add_argument("--eval-batch-size", type=int, default=16)
     parser.add_argument("--vocab-size", type=int, default=32000)
-    parser.add_argument("--tiny", action="store_true", help="tiny Llama on CPU: check the script, measure nothing")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["train", "eval", "lm_eval"])
+    parser.add_argument("--time-limit", type=float, default=250.0,
+                        help="start no row after this many seconds; later rows are recorded as skipped")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny Llama on CPU: run every row's code path, measure nothing")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.strategyqa and not (args.corpus_a and args.corpus_b and args.questions):
+        parser.error("give --strategyqa PATH, or all of --corpus-a, --corpus-b and --questions")
+    return args
 
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    rows, eval_rows = select_rows(args.rows)
     cuda = torch.cuda.is_available()
     cfg = schema_defaults(ROOT / "workflow/schemas/config.schema.yaml")
     cfg["quantization"]["load_in_4bit"] = cuda
     cfg["student"]["dtype"] = "bfloat16" if cuda else "float32"
-    questions = sorted(read_jsonl(args.questions), key=lambda r: r["qid"])[: args.max_questions]
-    corpora = {"phase_a": read_jsonl(args.corpus_a), "phase_b": read_jsonl(args.corpus_b)}
+    if args.strategyqa:
+        corpora, questions = corpora_from_strategyqa(
+            args.strategyqa, max(args.examples, args.dpo_examples, args.seed_examples, args.warmup_examples),
+            args.max_questions)
+    else:
+        corpora = {"phase_a": read_jsonl(args.corpus_a), "phase_b": read_jsonl(args.corpus_b)}
+        questions = sorted(read_jsonl(args.questions), key=lambda r: r["qid"])[: args.max_questions]
+    corpora["phase_c"] = preference_pairs(corpora["phase_b"])
+    out = Path(args.out)
     report = {"device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-              "torch": torch.__version__, "model": "tiny Llama" if args.tiny else "Phi-3.5-mini architecture, random init",
-              "training_quantization": "4-bit NF4 + bf16 + gradient checkpointing" if cuda else "fp32 LoRA",
+              "versions": versions(), "model": "tiny Llama" if args.tiny else "Phi-3.5-mini architecture, random init",
+              "training_quantization": "4-bit NF4 + bf16" if cuda else "fp32 LoRA",
+              "data": args.strategyqa or {"corpus_a": args.corpus_a, "corpus_b": args.corpus_b},
               "training": [], "eval": []}
+
+    order = {row.name: index for index, row in enumerate(ROWS)}
+
+    def save():
+        report["elapsed_s"] = time.perf_counter() - started
+        out.write_text(json.dumps(report, indent=2))
+
+    def progress(name: str, text: str):
+        log(f"[{time.perf_counter() - started:6.1f} s] {name}: {text}")
+
+    def over_time(name: str, section: str) -> bool:
+        if time.perf_counter() - started <= args.time_limit:
+            return False
+        entry = {"row": name, "status": f"skipped: time limit (--time-limit {args.time_limit:g} s)"}
+        report[section].append(entry)
+        if section == "training":
+            report["training"].sort(key=lambda e: order[e["row"]])
+        progress(name, entry["status"])
+        save()
+        return True
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tokenizer_dir = build_tokenizer(work / "tokenizer", questions, 1024 if args.tiny else args.vocab_size)
+        tokenizer_dir = build_tokenizer(work / "tokenizer", questions, 1024 if args.tiny else args.vocab_size,
+                                        tokenizer_text(args.strategyqa))
         model_dir = build_model(work / "model", tokenizer_dir, args.tiny)
         manifest = {"path": str(model_dir)}
-        if "train" not in args.skip:
-            # An untimed warm-up epoch on a slice: CUDA context, kernels and allocator are then
-            # ready for every timed run alike, so the first timed run is not charged for them.
-            train_epoch(manifest, cfg, "phase_a", corpora["phase_a"][:64], False, work)
-            for phase in ("phase_a", "phase_b"):
-                # ours at defaults; Phase A also without gradient checkpointing at half the micro-batch
-                # (same effective batch); the seed's settings
-                variants = [(False, cuda, None), (True, cuda, None)]
-                if phase == "phase_a" and cuda:
-                    variants.insert(1, (False, False, (16, 2)))
-                for seed, checkpointing, batch in variants:
-                    result = train_epoch(manifest, cfg, phase, corpora[phase], seed, work, checkpointing, batch)
-                    log(json.dumps({k: v for k, v in result.items() if k != "lora_targets"}))
-                    report["training"].append(result)
-        if "eval" not in args.skip:
-            for result in eval_speed(manifest, cfg, questions, args.eval_batch_size):
-                log(json.dumps({k: v for k, v in result.items() if k != "pred_yes"}))
-                report["eval"].append(result)
-        if "lm_eval" not in args.skip:
-            result = lm_eval_speed(manifest, cfg, questions, args.eval_batch_size, work)
-            if result:
-                if result.get("pred_yes") and report["eval"]:
-                    ours = report["eval"][0]["pred_yes"]
-                    result["same_predictions_as_ours"] = sum(a == b for a, b in zip(ours, result["pred_yes"]))
-                log(json.dumps({k: v for k, v in result.items() if k != "pred_yes"}))
-                report["eval"].append(result)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+        attn = json.loads((model_dir / "config.json").read_text()).get("_attn_implementation")
+        report["attn_implementation"] = attn or "sdpa (transformers' default)"
+        adapter = work / "adapter"
+        if rows:
+            # An untimed warm-up epoch on a slice: CUDA context, kernels (Liger's too, when a row
+            # uses them) and allocator are then ready for every timed row alike; its adapter is
+            # the initial policy and reference of the Phase C rows.
+            # A failing warm-up is recorded (then retried without Liger), never the end of the run.
+            report["warm_up"] = []
+            for liger in sorted({any(r.liger for r in rows) and not liger_unavailable(), False}, reverse=True):
+                warm = Row("warm-up", "phase_a", "untimed", liger=liger)
+                with module_patches_undone(manifest["path"]):
+                    entry = run_training_row(warm, lambda warm=warm: sft_epoch(
+                        manifest, cfg, warm, corpora["phase_a"][: args.warmup_examples], work, save_adapter=adapter))
+                report["warm_up"].append({"use_liger_kernel": liger, "status": entry["status"],
+                                          "seconds": entry["row_seconds"]})
+                progress("warm-up", f"{entry['status']} (Liger kernels {'on' if liger else 'off'})")
+                if entry["status"] == "ok":
+                    break
+        for row in sorted(rows, key=lambda r: not r.first):  # stable: table order within each group
+            if over_time(row.name, "training"):
+                continue
+            reason = skip_reason(row, attn)
+            if reason:
+                entry = {"row": row.name, "phase": row.phase, "what": row.what, "status": f"skipped: {reason}"}
+            else:
+                examples = (args.seed_examples if row.seed else args.dpo_examples if row.phase == "phase_c"
+                            else args.examples)
+                data = corpora[row.phase][:examples]
+                if row.phase == "phase_c":
+                    run = lambda row=row, data=data: dpo_epoch(manifest, cfg, row, data, adapter, work)  # noqa: E731
+                else:
+                    run = lambda row=row, data=data: sft_epoch(manifest, cfg, row, data, work)  # noqa: E731
+                with module_patches_undone(manifest["path"]):
+                    entry = run_training_row(row, run)
+            report["training"].append(entry)
+            report["training"].sort(key=lambda e: order[e["row"]])
+            progress(row.name, summary(entry))
+            save()
+        for name in eval_rows:
+            if over_time(name, "eval"):
+                continue
+            try:
+                result = EVAL_ROWS[name](manifest, cfg, questions, args, work)
+                ours = next((e for e in report["eval"] if e.get("pred_yes")), None)
+                if name != "eval-scoring" and result.get("pred_yes") and ours:
+                    same = sum(a == b for a, b in zip(ours["pred_yes"], result["pred_yes"]))
+                    result["same_predictions_as_ours"] = same
+                result.setdefault("status", "ok")
+            except Exception as exc:  # an eval row must not end the run either
+                result = {"status": failure(exc)}
+            result["row"] = name
+            free_memory()
+            report["eval"].append(result)
+            rate = f"{result['questions_per_s']:.1f} questions/s" if "questions_per_s" in result else result["status"]
+            progress(name, rate)
+            save()
+    save()
+    progress("all", f"{len(report['training'])} training rows, {len(report['eval'])} eval rows -> {out}")
 
 
 if __name__ == "__main__":

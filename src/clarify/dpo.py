@@ -265,7 +265,7 @@ def dpo_config(settings: dict, work_dir: Path, steps: int, *, bf16: bool, cuda: 
     """The trainer's config from the ``phase_c`` settings."""
     guard = settings["guard"]
     return ScheduledDPOConfig(
-        **trainer_arguments(settings, work_dir, bf16=bf16, cuda=cuda, progress=progress),
+        **trainer_arguments(settings, work_dir, bf16=bf16, cuda=cuda, progress=progress, phase="phase_c"),
         schedule=settings["schedule"], cal_weight=settings["cal_weight"], dr_beta=settings["dr_beta"],
         drop_fraction=settings["drop_fraction"], rpo_alpha=settings["rpo_alpha"], dev_mode=settings["dev_mode"],
         max_dev_drop_pp=guard["max_dev_drop_pp"], yes_share_band=list(guard["yes_share_band"]),
@@ -349,7 +349,8 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
         "epochs_run": len(selection.history) - 1, "kept_epoch": kept, "stop_reason": selection.stop_reason,
         "guard": settings["guard"], "nonfinite_steps": trainer.guard.skipped,
         "device": "cuda" if torch.cuda.is_available() else "cpu", "bf16": trainer.args.bf16,
-        "load_in_4bit": bool(quantization.get("load_in_4bit")), "wall_time_s": round(time.time() - started, 1),
+        "load_in_4bit": bool(quantization.get("load_in_4bit")), "use_liger_kernel": bool(trainer.args.use_liger_kernel),
+        "wall_time_s": round(time.time() - started, 1),
     }
     output_dir = Path(output_dir)
     tmp = output_dir.with_name(output_dir.name + ".tmp")

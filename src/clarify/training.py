@@ -35,6 +35,7 @@ from .models import linear_module_names, load_model, load_tokenizer, resolve_lor
 from .numerics import nonfinite_guard, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir
 from .stats import accuracy
+from .training_speedups import use_liger_kernel, use_padding_free
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,13 @@ def _dev_callback(tokenizer, dev_records, eval_settings, mode, patience, best_di
     return DevCheck()
 
 
-def trainer_arguments(settings: dict, output_dir: str | Path, *, bf16: bool, cuda: bool, progress: bool) -> dict:
-    """The TRL config arguments every phase (SFT and DPO) sets the same way, from its settings."""
+def trainer_arguments(settings: dict, output_dir: str | Path, *, bf16: bool, cuda: bool, progress: bool,
+                      phase: str = "training") -> dict:
+    """The TRL config arguments every phase (SFT and DPO) sets the same way, from its settings.
+
+    ``use_liger_kernel`` falls back to False, with one log line, where Liger cannot run
+    (:mod:`clarify.training_speedups`).
+    """
     return dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings["batch_size"],
@@ -225,19 +231,24 @@ def trainer_arguments(settings: dict, output_dir: str | Path, *, bf16: bool, cud
         use_cpu=not cuda,
         dataloader_num_workers=0,
         disable_tqdm=not progress,
+        use_liger_kernel=use_liger_kernel(settings.get("use_liger_kernel", False), phase),
     )
 
 
 def sft_config(settings: dict, checkpoint_dir: str | Path, steps_per_epoch: int, *, bf16: bool, cuda: bool,
-               progress: bool = True, **overrides):
+               progress: bool = True, phase: str = "training", **overrides):
     """TRL's ``SFTConfig`` for a phase's settings: every TRL default we rely on is set explicitly.
 
-    ``overrides`` replace individual arguments (the benchmark uses them to emulate the seed).
+    ``padding_free`` is taken as given here (:func:`build_sft_trainer` checks it against the
+    model); with it, ``max_length`` goes to TRL as None, which TRL requires without packing: the
+    rows are already cut to ``max_length`` by :func:`tokenize_rows`. ``overrides`` replace
+    individual arguments (the benchmark uses them to emulate the seed).
     """
     from trl import SFTConfig
 
+    padding_free = bool(settings.get("padding_free", False))
     arguments = dict(
-        trainer_arguments(settings, checkpoint_dir, bf16=bf16, cuda=cuda, progress=progress),
+        trainer_arguments(settings, checkpoint_dir, bf16=bf16, cuda=cuda, progress=progress, phase=phase),
         num_train_epochs=settings["epochs"],
         warmup_steps=math.ceil(settings["warmup_ratio"] * steps_per_epoch * settings["epochs"]),
         weight_decay=settings["weight_decay"],
@@ -248,9 +259,40 @@ def sft_config(settings: dict, checkpoint_dir: str | Path, steps_per_epoch: int,
         save_total_limit=1,
         eval_strategy="no",
         remove_unused_columns=False,
+        padding_free=padding_free,
     )
+    if padding_free:
+        arguments["max_length"] = None
     arguments.update(overrides)
     return SFTConfig(**arguments)
+
+
+def build_sft_trainer(*, phase: str, model, tokenizer, dataset, settings: dict, checkpoint_dir: str | Path,
+                      bf16: bool, cuda: bool, progress: bool = True, callbacks: list | tuple = (), **overrides):
+    """The phase's SFT trainer (answer-weighted when ``class_weights`` is set) over ``dataset``.
+
+    ``padding_free`` falls back to padded batches, with one log line, where the model's attention
+    cannot keep packed examples apart; it cannot be combined with ``class_weights`` (the weighted
+    loss finds each example's answer token in its own row).
+    """
+    padding_free = use_padding_free(settings.get("padding_free", False), model, phase)
+    if padding_free and settings.get("class_weights"):
+        raise InputError(f"{phase}.padding_free: class_weights need one row per example; turn one of them off")
+    settings = {**settings, "padding_free": padding_free}
+    steps_per_epoch = math.ceil(len(dataset) / (settings["batch_size"] * settings["grad_accum"]))
+    args = sft_config(settings, checkpoint_dir, steps_per_epoch, bf16=bf16, cuda=cuda, progress=progress,
+                      phase=phase, **overrides)
+    trainer = _sft_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                   callbacks=list(callbacks))
+    if settings.get("class_weights"):
+        from .scoring import answer_tokens
+
+        ids = answer_tokens(tokenizer)
+        if not ids.single_token:
+            raise InputError(f"{phase}.class_weights: needs single-token answers; this tokenizer splits them")
+        trainer.answer_weights = {ids.yes[0]: settings["class_weights"]["yes_weight"],
+                                  ids.no[0]: settings["class_weights"]["no_weight"]}
+    return trainer
 
 
 def tensorboard_callbacks(log_dir: str | Path | None) -> list:
@@ -341,24 +383,14 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     log.info("%s: LoRA on %s; %d trainable of %d parameters (%.2f%%)", phase, ", ".join(targets),
              counts["trainable"], counts["total"], 100 * counts["trainable"] / counts["total"])
     dataset = to_dataset(train_rows, tokenizer, settings["max_length"])
-    steps_per_epoch = math.ceil(len(dataset) / (settings["batch_size"] * settings["grad_accum"]))
 
-    args = sft_config(settings, checkpoint_dir, steps_per_epoch, bf16=bf16, cuda=cuda, progress=progress)
-    trainer_class = _sft_trainer_class()
     eval_settings = {**eval_settings, "batch_size": settings["batch_size"]}
     dev_check = _dev_callback(tokenizer, dev_records, eval_settings, settings["dev_mode"],
                               settings["early_stopping_patience"], best_dir, history_path)
     guard = nonfinite_guard(phase)
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[guard, dev_check, *tensorboard_callbacks(tensorboard_dir), *callbacks])
-    if settings.get("class_weights"):
-        from .scoring import answer_tokens
-
-        ids = answer_tokens(tokenizer)
-        if not ids.single_token:
-            raise InputError(f"{phase}.class_weights: needs single-token answers; this tokenizer splits them")
-        trainer.answer_weights = {ids.yes[0]: settings["class_weights"]["yes_weight"],
-                                  ids.no[0]: settings["class_weights"]["no_weight"]}
+    trainer = build_sft_trainer(phase=phase, model=model, tokenizer=tokenizer, dataset=dataset, settings=settings,
+                                checkpoint_dir=checkpoint_dir, bf16=bf16, cuda=cuda, progress=progress,
+                                callbacks=[guard, dev_check, *tensorboard_callbacks(tensorboard_dir), *callbacks])
     if resume:
         log.info("%s: resuming from %s", phase, resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -387,6 +419,8 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "bf16": bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")),
         "gradient_checkpointing": bool(gradient_checkpointing),
+        "use_liger_kernel": bool(trainer.args.use_liger_kernel),
+        "padding_free": bool(trainer.args.padding_free),
         "resumed_from": str(resume) if resume else None,
         "nonfinite_steps": guard.skipped,
         "wall_time_s": round(time.time() - started, 1),

@@ -1,0 +1,115 @@
+"""benchmarks/train_eval_benchmark.py on CPU (--tiny): every row's code path runs or says why not."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_eval_benchmark", REPO / "benchmarks/train_eval_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_are_picked_by_name_phase_letter_or_eval(bench):
+    rows, evals = bench.select_rows(["A-seed", "C", "eval"])
+    assert [r.name for r in rows] == ["A-seed"] + [r.name for r in bench.ROWS if r.phase == "phase_c"]
+    assert evals == list(bench.EVAL_ROWS)
+    rows, evals = bench.select_rows(None)
+    assert len(rows) == len(bench.ROWS) and evals == list(bench.EVAL_ROWS)
+    assert len({r.name for r in bench.ROWS}) == len(bench.ROWS)
+    with pytest.raises(SystemExit, match="--rows: unknown A-nope"):
+        bench.select_rows(["A-nope"])
+
+
+def test_pairs_flip_only_the_answer(bench):
+    row = {"qid": "q1", "prompt": "Question: Is it?\nReasoning:\n", "completion": "1. Step.\nAnswer: Yes",
+           "answer": True}
+    pair = bench.preference_pairs([row])[0]
+    assert pair == {"prompt": row["prompt"], "chosen": "1. Step.\nAnswer: Yes", "rejected": "1. Step.\nAnswer: No"}
+
+
+def test_module_patches_are_undone_after_a_row(bench, tiny_model_dir):
+    from transformers.models.llama import modeling_llama
+
+    original = modeling_llama.apply_rotary_pos_emb
+    with bench.module_patches_undone(str(tiny_model_dir)):
+        modeling_llama.apply_rotary_pos_emb = lambda *a, **k: None  # what Liger does to the module
+        modeling_llama.ADDED_BY_A_PATCH = True
+    assert modeling_llama.apply_rotary_pos_emb is original and not hasattr(modeling_llama, "ADDED_BY_A_PATCH")
+
+
+def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data, tmp_path):
+    out = tmp_path / "bench.json"
+    rows = ["A-seed", "A-default", "A-liger", "A-padfree", "B-ungrouped", "B-liger-padfree-nockpt", "C-default",
+            "C-liger", "eval-scoring"]
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", *rows, "--examples", "8", "--dpo-examples", "6",
+                "--seed-examples", "2", "--warmup-examples", "4", "--max-questions", "8", "--out", str(out)])
+    report = json.loads(out.read_text())
+    entries = {e["row"]: e for e in report["training"] + report["eval"]}
+    assert list(entries) == rows
+    for name, entry in entries.items():
+        assert entry["status"] == "ok" or entry["status"].startswith("skipped: "), (name, entry["status"])
+        if entry["status"] == "ok" and name.startswith(("A", "B", "C")):
+            assert entry["examples_per_s"] > 0 and entry["seconds"] > 0
+    assert entries["A-seed"]["examples"] == 2 and entries["A-seed"]["padding"] == "to 2048"
+    assert entries["A-default"]["examples"] == 8
+    assert entries["C-default"]["examples"] == 6 and entries["C-default"]["unit"] == "pairs"
+    assert entries["A-padfree"]["status"] == "ok" and entries["A-padfree"]["padding_free"] is True
+    assert entries["B-ungrouped"]["padding"] == "longest in batch, random order"
+    assert entries["A-liger"]["status"].startswith("skipped: ")  # no Triton GPU here
+    assert entries["eval-scoring"]["questions_per_s"] > 0
+    assert report["versions"]["trl"] and report["elapsed_s"] > 0
+
+
+def test_rows_past_the_time_limit_are_recorded_as_skipped(bench, shared_data, tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-default", "eval-scoring", "--examples", "4",
+                "--warmup-examples", "4", "--max-questions", "4", "--time-limit", "0", "--out", str(out)])
+    report = json.loads(out.read_text())
+    skipped = "skipped: time limit (--time-limit 0 s)"
+    assert [(e["row"], e["status"]) for e in report["training"] + report["eval"]] == [
+        ("A-default", skipped), ("eval-scoring", skipped)]
+
+
+def test_a_row_that_runs_out_of_memory_or_fails_is_recorded_not_raised(bench):
+    import torch
+
+    def out_of_memory():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def broken():
+        raise ValueError("bad shape\nmore detail")
+
+    row = bench.ROWS[0]
+    assert bench.run_training_row(row, out_of_memory)["status"] == "out of memory"
+    entry = bench.run_training_row(row, broken)
+    assert entry["status"] == "failed: ValueError: bad shape" and entry["row"] == row.name
+
+
+def test_a_failing_liger_warm_up_is_recorded_and_retried_without_liger(bench, shared_data, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_epoch(manifest, cfg, row, rows, workdir, save_adapter=None):
+        calls.append((row.name, row.liger))
+        if row.name == "warm-up" and row.liger:
+            raise RuntimeError("triton compilation failed")
+        return {"examples": len(rows), "seconds": 1.0, "examples_per_s": float(len(rows)), "tokens_per_s": 1.0,
+                "peak_gib": None}
+
+    monkeypatch.setattr(bench, "liger_unavailable", lambda: None)  # as on a GPU with liger-kernel
+    monkeypatch.setattr(bench, "sft_epoch", fake_epoch)
+    out = tmp_path / "bench.json"
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-liger", "--examples", "4", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [(w["use_liger_kernel"], w["status"]) for w in report["warm_up"]] == [
+        (True, "failed: RuntimeError: triton compilation failed"), (False, "ok")]
+    assert calls == [("warm-up", True), ("warm-up", False), ("A-liger", True)]
+    assert report["training"][0]["status"] == "ok"
