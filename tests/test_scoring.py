@@ -92,3 +92,24 @@ def test_score_questions_frame(tiny):
     assert (frame["pred"] == (frame["logp_yes"] > frame["logp_no"])).all()
     assert (frame["correct"] == (frame["pred"] == frame["gold"])).all()
     assert (frame["logp_yes"] < 0).all() and (frame["logp_no"] < 0).all()
+
+
+def test_out_of_memory_halves_the_scoring_batch_and_changes_nothing(tiny, monkeypatch, caplog):
+    """The own-sample scorer ran out of memory at 1,024 prompts a batch on a shared GPU: it must
+    go on at half the size with the same scores, not fail the job."""
+    model, tokenizer = tiny
+    prompts = [answer_prompt(f"Is {n} a number that people like{'?' * (n % 3 + 1)}") for n in range(7)]
+    expected = score_prompts(model, tokenizer, prompts, batch_size=7, progress=False)
+    real, sizes = model.forward, []
+
+    def small_memory(*args, **kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", small_memory)
+    got = score_prompts(model, tokenizer, prompts, batch_size=7, progress=False)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert sizes[:2] == [7, 3] and all(size <= 2 for size in sizes[2:])
+    assert "out of memory at 7 prompts a batch; going on with 3" in caplog.text

@@ -87,7 +87,9 @@ def score_prompts(model, tokenizer, prompts: list[str], batch_size: int = 16,
     """Return an ``(n, 2)`` array of [log P(" Yes"), log P(" No")] for each prompt.
 
     Prompts are sorted by length (longest first, so memory trouble shows on the first batch)
-    and padded only to the longest in their batch; results come back in the input order.
+    and padded only to the longest in their batch; results come back in the input order. A
+    batch that runs out of GPU memory is retried at half the size and the rest go on at that
+    size, as in generation: set the batch size high and the largest that fits is used.
     """
     if not prompts:
         return np.zeros((0, 2), dtype=np.float64)
@@ -97,23 +99,37 @@ def score_prompts(model, tokenizer, prompts: list[str], batch_size: int = 16,
     pad_id = tokenizer.pad_token_id
     out = np.zeros((len(prompts), 2), dtype=np.float64)
     model.eval()
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-        idx = order[start:start + batch_size]
-        batch = [encoded[i] for i in idx]
-        if tokens.single_token:
-            ids, mask, positions = _left_pad(batch, pad_id, model.device)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-            logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
-            yes = logprobs[:, tokens.yes[0]]
-            no = logprobs[:, tokens.no[0]]
-        else:
-            yes = _continuation_logprob(model, batch, tokens.yes, pad_id)
-            no = _continuation_logprob(model, batch, tokens.no, pad_id)
-        out[idx, 0] = yes.double().cpu().numpy()
-        out[idx, 1] = no.double().cpu().numpy()
+    start = 0
+    with tqdm(total=len(order), desc=desc, unit="prompt", disable=not progress) as bar:
+        while start < len(order):
+            idx = order[start:start + batch_size]
+            try:
+                yes, no = _score_batch(model, [encoded[i] for i in idx], tokens, pad_id)
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                log.warning("%s: out of memory at %d prompts a batch; going on with %d", desc, len(idx), batch_size)
+                if model.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            out[idx, 0] = yes.double().cpu().numpy()
+            out[idx, 1] = no.double().cpu().numpy()
+            start += len(idx)
+            bar.update(len(idx))
     require_finite(out, f"{desc}: answer-slot log-probabilities")
     return out
+
+
+def _score_batch(model, batch: list[list[int]], tokens: AnswerTokens, pad_id: int):
+    """log P(yes) and log P(no) of one left-padded batch of encoded prompts."""
+    if tokens.single_token:
+        ids, mask, positions = _left_pad(batch, pad_id, model.device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+        logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+        return logprobs[:, tokens.yes[0]], logprobs[:, tokens.no[0]]
+    return (_continuation_logprob(model, batch, tokens.yes, pad_id),
+            _continuation_logprob(model, batch, tokens.no, pad_id))
 
 
 def score_questions(model, tokenizer, records: list[dict], contexts: list[str | None] | None = None,
