@@ -97,3 +97,31 @@ def test_every_judge_reply_with_a_verdict_is_read():
     for record in JUDGE:
         if record["expected"]["verdict"] == "invalid":
             assert parse_judge_reply(record["reply"]).reason == record["expected"]["reason"]
+
+
+# --- replies without an answer: each real reply cut where max_tokens could have cut it ---------
+
+_FINAL_HEADING = re.compile(r"^.*final\s+assessment", re.IGNORECASE | re.MULTILINE)
+_BOLD_ANSWER = re.compile(r"\*\*\s*(?:yes|no)\b", re.IGNORECASE)
+_VERDICT = re.compile(r"verdict\s*:", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("record", TEACHER, ids=[r["id"] for r in TEACHER])
+def test_a_reply_cut_before_its_answer_is_refused(record):
+    """Every committed reply, cut before its Final Assessment heading and then right before its
+    bolded answer (``the answer is: ``), is refused with the matching reason, not guessed."""
+    text = record["reply"]
+    heading = list(_FINAL_HEADING.finditer(text))[-1]
+    before_heading = parse_teacher_reply(text[:heading.start()])
+    assert (before_heading.final, before_heading.reason) == (None, "no_final_section")
+    answer = list(_BOLD_ANSWER.finditer(text))[-1]
+    assert answer.start() > heading.start()
+    before_answer = parse_teacher_reply(text[:answer.start()])
+    assert (before_answer.final, before_answer.reason) == (None, "no_answer")
+
+
+@pytest.mark.parametrize("record", JUDGE, ids=[r["id"] for r in JUDGE])
+def test_a_judge_reply_cut_before_its_verdict_is_refused(record):
+    text = record["reply"]
+    cut = list(_VERDICT.finditer(text))[-1].start()
+    assert parse_judge_reply(text[:cut]) == ("invalid", "no_verdict")
