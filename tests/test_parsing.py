@@ -1,32 +1,14 @@
 """Parsing teacher replies and judge verdicts as real chat models write them (issue 18).
 
-The synthetic cases are the issue's examples and the forms around them; the real-reply
-corpus (tests/data/replies/, replies of Qwen2.5-Coder-1.5B-Instruct served by llama.cpp) is
-tested reply by reply with the answer, steps and verdict read off each reply by hand."""
+The synthetic cases are the issue's examples and the forms around them; the corpus of real
+replies (tests/data/replies/) is tested reply by reply in test_real_replies.py."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
 from clarify.parsing import (TEACHER_REASONS, VERDICT_REASONS, parse_judge_reply, parse_teacher,
                              parse_teacher_reply, parse_verdict, plain_text)
-
-REPLIES = Path(__file__).resolve().parent / "data" / "replies"
-
-
-def _load(name: str) -> list[dict]:
-    path = REPLIES / name
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-TEACHER_CORPUS = _load("teacher.jsonl")
-JUDGE_CORPUS = _load("judge.jsonl")
-
 
 # --- the issue's examples ------------------------------------------------------------------
 
@@ -138,39 +120,6 @@ def test_plain_text_keeps_what_is_not_markdown():
 def test_judge_reply_and_reason(text, expected, reason):
     assert parse_judge_reply(text) == (expected, reason)
     assert reason is None or reason in VERDICT_REASONS
-
-
-# --- the corpus of real replies ------------------------------------------------------------
-
-NO_CORPUS = ("no real-reply corpus under tests/data/replies/ yet: make it with generate.py and expect.py there "
-             "(a real chat model; see their docstrings)")
-
-
-@pytest.mark.skipif(not TEACHER_CORPUS, reason=NO_CORPUS)
-def test_the_real_reply_corpus_is_large_enough():
-    assert len(TEACHER_CORPUS) >= 20 and len(JUDGE_CORPUS) >= 5
-
-
-@pytest.mark.parametrize("record", TEACHER_CORPUS, ids=[r["id"] for r in TEACHER_CORPUS])
-def test_real_teacher_reply(record):
-    reply = parse_teacher_reply(record["reply"])
-    expected = record["expected"]
-    assert reply.final == expected["final"]
-    assert reply.steps == expected["steps"]
-    assert reply.reason == expected["reason"]
-    for step in reply.steps:
-        assert "**" not in step and "`" not in step and not step.startswith(("- ", "* "))
-
-
-@pytest.mark.parametrize("record", JUDGE_CORPUS, ids=[r["id"] for r in JUDGE_CORPUS])
-def test_real_judge_reply(record):
-    assert parse_judge_reply(record["reply"]) == (record["expected"]["verdict"], record["expected"]["reason"])
-
-
-@pytest.mark.skipif(not TEACHER_CORPUS, reason=NO_CORPUS)
-def test_every_real_reply_that_states_an_answer_parses():
-    answered = [r for r in TEACHER_CORPUS if r["expected"]["final"] is not None]
-    assert answered and all(parse_teacher_reply(r["reply"]).final == r["expected"]["final"] for r in answered)
 
 
 def test_correcting_the_students_guess_is_not_a_contradiction():

