@@ -9,6 +9,7 @@
 set -uo pipefail
 source tools/device/device_env.sh || exit 1
 mkdir -p /tmp/dag
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True   # 8 processes share the GPU: less fragmentation
 python3 -c "import sys, torch, transformers, trl, peft, datasets, snakemake, tokenizers; print('python', sys.version.split()[0]); [print(m.__name__, m.__version__) for m in (torch, transformers, trl, peft, datasets, snakemake, tokenizers)]; print('gpu', torch.cuda.get_device_name(0))" > /tmp/dag/versions.txt 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> /tmp/dag/versions.txt
 # shellcheck disable=SC2086
