@@ -9,7 +9,7 @@ from clarify.dpo import dpo_config
 from clarify.errors import InputError
 from clarify.prompts import answer_completion, answer_prompt
 from clarify.training import train_phase
-from clarify.training_speedups import liger_unavailable, padding_free_unavailable, use_padding_free
+from clarify.training_speedups import liger_unavailable, padding_free_unavailable, resolve_liger, use_padding_free
 
 from conftest import REPO
 
@@ -40,10 +40,87 @@ def train(tiny_model_dir, config, rows, tmp, **overrides):
                        progress=False)
 
 
-def test_the_speedups_are_off_by_default(config):
-    assert config["phase_a"]["use_liger_kernel"] is False and config["phase_a"]["padding_free"] is False
-    assert config["phase_b"]["use_liger_kernel"] is False and config["phase_b"]["padding_free"] is False
-    assert config["phase_c"]["use_liger_kernel"] is False and "padding_free" not in config["phase_c"]
+def test_the_defaults_follow_the_h200_measurements(config):
+    """benchmarks/README.md: Phase A 32 x 1 with Liger, no checkpointing; B and C keep theirs, Liger off."""
+    a, b, c = config["phase_a"], config["phase_b"], config["phase_c"]
+    assert (a["batch_size"], a["grad_accum"], a["gradient_checkpointing"], a["use_liger_kernel"]) == (32, 1, False, True)
+    assert (b["batch_size"], b["grad_accum"], b["gradient_checkpointing"], b["use_liger_kernel"]) == (16, 2, "auto", False)
+    assert (c["batch_size"], c["grad_accum"], c["gradient_checkpointing"], c["use_liger_kernel"]) == (2, 1, "auto", False)
+    assert a["padding_free"] is False and b["padding_free"] is False and "padding_free" not in c
+
+
+def machine(monkeypatch, *, cuda: bool, liger: bool):
+    """Pretend this machine has (or lacks) a CUDA GPU and the liger-kernel package."""
+    import torch
+    import transformers.utils
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(transformers.utils, "is_liger_kernel_available", lambda: liger)
+
+
+def liger_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "use_liger_kernel" in r.getMessage()]
+
+
+def test_liger_missing_on_a_gpu_turns_gradient_checkpointing_on_in_one_line(config, monkeypatch, caplog):
+    machine(monkeypatch, cuda=True, liger=False)
+    with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"):
+        settings = resolve_liger(config["phase_a"], "phase_a")
+    assert settings["use_liger_kernel"] is False and settings["gradient_checkpointing"] is True
+    assert config["phase_a"]["use_liger_kernel"] is True  # the config itself is left alone
+    [line] = liger_lines(caplog)
+    assert line.startswith("phase_a.use_liger_kernel: the liger-kernel package") and "WITH gradient checkpointing" in line
+
+
+@pytest.mark.parametrize("checkpointing", ["auto", True])
+def test_liger_missing_on_a_gpu_keeps_a_checkpointing_setting_that_is_not_off(config, monkeypatch, caplog,
+                                                                               checkpointing):
+    machine(monkeypatch, cuda=True, liger=False)
+    with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"):
+        settings = resolve_liger({**config["phase_a"], "gradient_checkpointing": checkpointing}, "phase_a")
+    assert settings["use_liger_kernel"] is False and settings["gradient_checkpointing"] == checkpointing
+    [line] = liger_lines(caplog)
+    assert "checkpointing" not in line
+
+
+def test_liger_on_cpu_changes_nothing_but_liger(config, monkeypatch, caplog):
+    machine(monkeypatch, cuda=False, liger=True)
+    with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"):
+        settings = resolve_liger(config["phase_a"], "phase_a")
+    assert settings == {**config["phase_a"], "use_liger_kernel": False}
+    [line] = liger_lines(caplog)
+    assert line == "phase_a.use_liger_kernel: Liger's Triton kernels need a CUDA GPU; training without Liger kernels"
+
+
+@pytest.mark.parametrize("liger", [True, False])
+def test_settings_are_kept_where_liger_runs_or_is_not_asked_for(config, monkeypatch, caplog, liger):
+    machine(monkeypatch, cuda=True, liger=True)
+    settings = {**config["phase_a"], "use_liger_kernel": liger}
+    with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"):
+        assert resolve_liger(settings, "phase_a") == settings
+    assert not liger_lines(caplog)
+
+
+def test_train_phase_builds_the_model_with_checkpointing_when_liger_falls_back_on_a_gpu(
+        tiny_model_dir, config, rows, tmp_path, monkeypatch, caplog):
+    import torch
+
+    import clarify.training
+
+    machine(monkeypatch, cuda=True, liger=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    built = {}
+
+    def build_peft_model(*args):
+        built["gradient_checkpointing"] = args[-1]
+        raise RuntimeError("stop before loading weights")
+
+    monkeypatch.setattr(clarify.training, "build_peft_model", build_peft_model)
+    with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"), \
+            pytest.raises(RuntimeError, match="stop before loading weights"):
+        train(tiny_model_dir, config, rows, tmp_path, batch_size=32)
+    assert built == {"gradient_checkpointing": True}
+    assert len(liger_lines(caplog)) == 1
 
 
 def test_liger_on_cpu_logs_one_line_and_trains_without_it(tiny_model_dir, config, rows, tmp_path, caplog):
@@ -91,3 +168,27 @@ def test_padding_free_falls_back_where_the_attention_cannot_separate_examples(ca
     with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"):
         assert use_padding_free(True, Model(), "phase_b") is False
     assert caplog.records[-1].getMessage().startswith("phase_b.padding_free: attention flash_attention_2 needs")
+
+
+def test_phase_c_builds_the_model_with_checkpointing_when_liger_falls_back_on_a_gpu(
+        tiny_model_dir, config, tmp_path, monkeypatch):
+    import torch
+
+    import clarify.dpo
+
+    machine(monkeypatch, cuda=True, liger=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    built = {}
+
+    def load_for_training(*args):
+        built["gradient_checkpointing"] = args[-1]
+        raise RuntimeError("stop before loading weights")
+
+    monkeypatch.setattr(clarify.dpo, "load_for_training", load_for_training)
+    settings = {**config["phase_c"], "use_liger_kernel": True, "gradient_checkpointing": False}
+    with pytest.raises(RuntimeError, match="stop before loading weights"):
+        clarify.dpo.build_trainer(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                                  quantization=config["quantization"], settings=settings,
+                                  pairs=[{"prompt": "Q", "chosen": "A", "rejected": "B"}], init_adapter="unused",
+                                  work_dir=tmp_path / "work")
+    assert built == {"gradient_checkpointing": True}

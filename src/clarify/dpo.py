@@ -49,6 +49,7 @@ from .models import load_tokenizer
 from .numerics import nonfinite_guard, nonfinite_summary, require_finite_parameters
 from .stats import accuracy
 from .training import load_for_training, precision, trainer_arguments
+from .training_speedups import resolve_liger
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,7 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
     if not pairs:
         raise InputError("phase_c: the preference pair file is empty")
     cuda = torch.cuda.is_available()
+    settings = resolve_liger(settings, "phase_c")
     checkpointing, bf16 = precision(settings, "phase_c")
     tokenizer = load_tokenizer(manifest["path"])
     tokenizer.padding_side = "right"  # TRL's collator pads itself; keep the tokenizer's default out of its way

@@ -35,7 +35,7 @@ from .models import linear_module_names, load_model, load_tokenizer, resolve_lor
 from .numerics import nonfinite_guard, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir
 from .stats import accuracy
-from .training_speedups import use_liger_kernel, use_padding_free
+from .training_speedups import resolve_liger, use_liger_kernel, use_padding_free
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +363,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     started = time.time()
     cuda = torch.cuda.is_available()
     output_dir = Path(output_dir)
+    settings = resolve_liger(settings, phase)  # as trained here: Liger off where it cannot run (+ checkpointing on CUDA)
     gradient_checkpointing, bf16 = precision(settings, phase)
     made_by = {"phase": phase, "model": manifest, "student": student, "quantization": quantization, "lora": lora,
                "settings": settings, "eval": eval_settings, "train_rows_sha256": rows_digest(train_rows),

@@ -5,7 +5,10 @@
   TRL 1.16 already computes the loss through its own fused LM head (log-probs in chunks, never the
   ``(batch, length, vocab)`` logits), so it switches Liger's fused linear cross-entropy off.
   Needs the ``liger-kernel`` package and a CUDA GPU (Triton); elsewhere a True setting logs one
-  line and trains without it.
+  line and trains without it. Liger is what lets Phase A's default (micro-batch 32 x 1) train
+  without gradient checkpointing within 8 GiB (7.6 GiB on an H200; 9.9 GiB without Liger on an
+  H100), so where a CUDA GPU lacks the package the fallback also turns checkpointing on
+  (:func:`resolve_liger`); on CPU nothing else changes (no memory budget to keep).
 * ``padding_free`` (phase_a, phase_b): TRL's collator concatenates a batch's examples into one row
   with restarting ``position_ids`` and no attention mask: no pad token is computed. transformers
   turns the positions into a block-diagonal mask (sdpa, eager, flex attention) or into varlen
@@ -42,6 +45,29 @@ def use_liger_kernel(requested: bool, where: str) -> bool:
         log.warning("%s.use_liger_kernel: %s; training without Liger kernels", where, reason)
         return False
     return True
+
+
+def resolve_liger(settings: dict, where: str) -> dict:
+    """``settings`` as this machine trains them: ``use_liger_kernel`` off where Liger cannot run.
+
+    One log line where it falls back. On a CUDA GPU without the liger-kernel package the
+    fallback also turns ``gradient_checkpointing`` on when it was off: Liger's memory savings are
+    what let the phase run without it. On CPU only Liger is dropped.
+    """
+    if not settings.get("use_liger_kernel"):
+        return settings
+    reason = liger_unavailable()
+    if reason is None:
+        return settings
+    settings = {**settings, "use_liger_kernel": False}
+    if torch.cuda.is_available() and settings.get("gradient_checkpointing") is False:
+        settings["gradient_checkpointing"] = True
+        log.warning("%s.use_liger_kernel: %s; training without Liger kernels and WITH gradient checkpointing "
+                    "(micro-batch %s without Liger's memory savings would not fit 8 GiB without it)",
+                    where, reason, settings.get("batch_size"))
+    else:
+        log.warning("%s.use_liger_kernel: %s; training without Liger kernels", where, reason)
+    return settings
 
 
 def padding_free_unavailable(attn_implementation: str | None) -> str | None:
