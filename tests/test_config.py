@@ -59,6 +59,43 @@ def test_bad_config_is_refused_naming_the_key(override, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("compare_losses", [["cal_paper", "dr_paper"], []])
+def test_removed_compare_losses_is_refused_with_the_variant_to_write_instead(compare_losses):
+    config = load("config.yaml")
+    config.setdefault("phase_c", {})["compare_losses"] = compare_losses
+    with pytest.raises(InputError) as info:
+        validate_config(config, SCHEMA)
+    assert str(info.value) == ("config key phase_c.compare_losses: removed; write one variant per loss form "
+                               "instead: variants: [{name: dr_paper, phase_c: {schedule: dr_paper}}]")
+
+
+def test_the_suggested_loss_form_variant_is_valid():
+    from clarify.variants import resolve_variants
+
+    config = validate_config(load("config.yaml"), SCHEMA)
+    config["variants"] = [{"name": "dr_paper", "phase_c": {"schedule": "dr_paper"}},
+                          {"name": "cal_paper", "phase_c": {"schedule": [{"beta": 0.1, "loss": "cal_paper"}]}}]
+    grid = resolve_variants(config, validate=lambda merged: validate_config(merged, SCHEMA))
+    assert grid["dr_paper"].config["phase_c"]["schedule"] == "dr_paper" and grid["dr_paper"].own_phase_c
+    assert grid["dr_paper"].pairs_file == "data/pairs.jsonl"  # the main pairs, from the main Phase B
+    assert grid["cal_paper"].config["phase_c"]["learning_rate"] == config["phase_c"]["learning_rate"]
+
+
+@pytest.mark.parametrize("phase_c, message", [
+    ({"schedule": "dr_papr"}, "config key variants[0]: phase_c.schedule: 'dr_papr' is not one of"),
+    ({"schedule": [{"beta": 0.1, "loss": "dr_papr"}]}, "config key variants[0]: phase_c.schedule.0.loss: 'dr_papr'"),
+    ({"compare_losses": ["dr_paper"]}, "config key variants[0]: phase_c.compare_losses: removed; write one variant"),
+])
+def test_a_loss_form_variant_with_a_typo_is_one_line_naming_the_variant(phase_c, message):
+    from clarify.variants import resolve_variants
+
+    config = validate_config(load("config.yaml"), SCHEMA)
+    config["variants"] = [{"name": "dr", "phase_c": phase_c}]
+    with pytest.raises(InputError) as info:
+        resolve_variants(config, validate=lambda merged: validate_config(merged, SCHEMA))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
 def test_valid_config_has_no_error():
     assert describe_error(load("config.yaml"), yaml.safe_load(SCHEMA.read_text())) is None
 

@@ -193,8 +193,12 @@ def test_schedule_presets_and_the_config_dataclass():
                                         {"beta": 0.1, "loss": "cal_batch_mean"}, {"beta": 0.1, "loss": "dr_drop_top"}]
     assert resolve_schedule("rpo") == [{"beta": 0.1, "loss": "rpo"}] * 2
     assert schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["phase_c"]["schedule"] == "rpo"
-    with pytest.raises(InputError, match=r"^phase_c.schedule: unknown preset 'seeds' \(known: rpo, seed\)$"):
+    with pytest.raises(InputError, match=r"^phase_c.schedule: unknown preset 'seeds' \(known: sigmoid, "
+                                         r"cal_batch_mean, cal_paper, dr_drop_top, dr_paper, rpo, seed\)$"):
         resolve_schedule("seeds")
+    # one preset per loss form: that loss in two epochs at beta 0.1 (a loss-form variant of the grid)
+    assert resolve_schedule("dr_paper") == [{"beta": 0.1, "loss": "dr_paper"}] * 2
+    assert resolve_schedule("cal_paper") == [{"beta": 0.1, "loss": "cal_paper"}] * 2
     config = ScheduledDPOConfig(output_dir="unused", schedule="seed", use_cpu=True, report_to=[])
     assert config.num_train_epochs == 4 and config.beta == 0.05 and config.schedule[3]["loss"] == "dr_drop_top"
     with pytest.raises(InputError, match="phase_c.guard.yes_share_band"):

@@ -196,14 +196,13 @@ def test_skipped_nonfinite_steps_are_shown_per_phase_and_round():
     assert "| 6 (step 5, 6, 7, 8, 9, ...) | 3 s |" in skipped
 
 
-def test_a_new_eval_mode_and_variant_models_appear_without_report_changes(tmp_path):
+def test_a_new_eval_mode_and_variant_models_appear_without_report_changes():
     """Modes and models come from the score files: ``cot_sc`` and ``variant_*`` need no code here."""
     from clarify.report.evaluation import evaluation_section
-    from clarify.report.phase_c import loss_comparison_section
 
     a, b = [True] * 6 + [False] * 4, [True] * 8 + [False] * 2
     frames = {(model, mode): scores(flags) for mode in ("cot_sc", "direct", "cot")
-              for model, flags in [("phaseA", a), ("phaseB", b), ("variant_no_guess", b), ("phaseC_rpo", a)]}
+              for model, flags in [("phaseA", a), ("phaseB", b), ("variant_no_guess", b)]}
     text = evaluation_section(frames)
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert "| variant no_guess | cot_sc | 10 | 80.0% [" in text
@@ -212,14 +211,25 @@ def test_a_new_eval_mode_and_variant_models_appear_without_report_changes(tmp_pa
                                ("direct", "cot", "cot_sc")]  # known modes in their order, new ones after
     assert ["| variant no_guess vs Phase A (answer-only SFT)", "cot_sc"] in comparisons
     assert ["| variant no_guess vs Phase B (CoT distillation)", "direct"] in comparisons
-    variant = tmp_path / "compare_rpo"
-    variant.mkdir()
+    assert "| variant no_guess | direct | 10 | 80.0% [" in text
+
+
+def test_a_loss_form_variant_is_a_row_of_the_phase_c_table_after_the_rounds():
+    """The grid absorbed ``phase_c.compare_losses``: a variant's Phase C run gets the training row a
+    compared loss form had (margin, implicit accuracy, dropped pairs, wall time)."""
+    from clarify.report.phase_c import dpo_section
+
     step = {"epoch": 1.0, "margin": 0.5, "implicit_accuracy": 1.0, "dropped_pairs": 0}
-    (variant / "dpo_log.json").write_text(json.dumps({"steps": [step], "schedule": [{"loss": "rpo", "beta": 0.1}],
-                                                      "wall_time_s": 2.0}))
-    losses = loss_comparison_section([variant], frames)
-    assert "| accuracy (direct) | accuracy (cot) | accuracy (cot_sc) | wall time |" in losses
-    assert "| rpo | 0.1 | 0.5000 -> 0.5000 | 1.00 | 0 | 60.0% [" in losses
+    log = {"steps": [{**step, "margin": 0.0}, step], "schedule": [{"loss": "rpo", "beta": 0.1}] * 2, "pairs": 8,
+           "micro_batch_pairs": 4, "wall_time_s": 3.0}
+    dr = {**log, "schedule": [{"loss": "dr_paper", "beta": 0.1}] * 2, "wall_time_s": 5.0}
+    text = dpo_section([log], None, {"dr_paper": dr})
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| run | pairs | schedule (per epoch) |")
+    assert rows[1].startswith("| round 1 | 8 | rpo b=0.1, rpo b=0.1 | 4 | 2 | 0.0000 -> 0.5000 | 1.00 -> 1.00 | 0 |")
+    assert rows[2].startswith("| variant dr_paper | 8 | dr_paper b=0.1, dr_paper b=0.1 | 4 | 2 |")
+    assert rows[2].endswith("| 5 s |") and len(rows) == 3
+    assert dpo_section([log], None) == dpo_section([log], None, {})
 
 
 # --- Phase C dev selection, pairs accounting, the variant grid (issue 15) ---------------------------

@@ -46,12 +46,14 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, **overrides) -
         # model is neither reliably, so the DAG test builds the seed's pairs (own samples: unit tests, GPU run)
         "pairs": {"source": "teacher_vs_draft"},
         "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"}],
-                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2, "compare_losses": ["cal_paper", "dr_paper"],
+                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 2,
                     # a random model's dev accuracy and yes share wander: the guard would stop runs at random
                     "guard": {"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]}},
         "attribution": {"max_questions": 4, "steps": 16},
         "judge": {"backend": "hf", "model": "student", "max_tokens": 8},
         "resources": {"threads": 1, "mem_mb": 2000},
+        # a loss form compared: one variant of the grid (its own Phase C from the main Phase B and pairs)
+        "variants": [{"name": "dr_paper", "phase_c": {"schedule": [{"beta": 0.1, "loss": "dr_paper"}] * 2}}],
     }
     for section, values in overrides.items():
         if isinstance(values, dict):
@@ -261,11 +263,11 @@ def test_phase_c_rounds_continue_each_other(finished_run):
     assert {s["beta"] for s in log1["steps"]} == {0.1} and len(log1["steps"]) == 6  # 10 pairs / 4, 2 epochs
     report = (finished_run / "results" / "report.md").read_text()
     assert "## Phase C: preference optimisation" in report and "![DPO curves](figures/dpo_curves.png)" in report
-    variant = json.loads((finished_run / "models/dpo_phaseC/compare_dr_paper/dpo_log.json").read_text())
+    variant = json.loads((finished_run / "models/variants/dr_paper/phase_c/dpo_log.json").read_text())
     assert [e["loss"] for e in variant["schedule"]] == ["dr_paper", "dr_paper"]
-    assert "### Loss forms compared" in report
-    scores = pd.read_parquet(finished_run / "results/scores/phaseC_cal_paper/direct.parquet")
-    assert f"| cal_paper | 0.1, 0.1 |" in report and format_accuracy(accuracy(scores["correct"])) in report
+    assert "| variant dr_paper | 10 | dr_paper b=0.1, dr_paper b=0.1 |" in report
+    scores = pd.read_parquet(finished_run / "results/scores/variant_dr_paper/direct.parquet")
+    assert format_accuracy(accuracy(scores["correct"])) in report
 
 
 def test_same_seed_gives_identical_splits_and_scores(finished_run, tmp_path, tiny_model_dir, shared_data):

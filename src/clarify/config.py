@@ -13,8 +13,32 @@ def _key(path) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
 
+#: Keys that were removed, with what to write instead: a config that still sets one is refused
+#: with that pointer, not with the schema's generic "unknown key".
+REMOVED_KEYS: dict[tuple[str, ...], str] = {
+    ("phase_c", "compare_losses"): "removed; write one variant per loss form instead: "
+                                   "variants: [{name: dr_paper, phase_c: {schedule: dr_paper}}]",
+}
+
+
+def removed_key_error(config: dict) -> str | None:
+    """One line for the first removed key ``config`` sets (see :data:`REMOVED_KEYS`), else None."""
+    for path, replacement in REMOVED_KEYS.items():
+        node = config
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return f"config key {_key(path)}: {replacement}"
+    return None
+
+
 def describe_error(config: dict, schema: dict) -> str | None:
     """One line naming the offending key and what is wrong with it, or None if valid."""
+    removed = removed_key_error(config)
+    if removed:
+        return removed
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 

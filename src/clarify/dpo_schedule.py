@@ -2,8 +2,11 @@
 
 Light (no TRL import), so the workflow's rules can resolve a schedule while building the DAG.
 
-* ``rpo`` (the default): two epochs of DPO + NLL at beta 0.1. A standalone probe on
-  Qwen2.5-Coder-1.5B (own correct vs own wrong reasoning, 980 pairs, lr 5e-6) reached a
+* one preset per loss form (``sigmoid``, ``cal_batch_mean``, ``cal_paper``, ``dr_drop_top``,
+  ``dr_paper``, ``rpo``): that loss in two epochs at beta 0.1, so a variant of the grid that
+  changes only the loss form is ``{name: dr_paper, phase_c: {schedule: dr_paper}}``.
+* ``rpo`` (the default, one of those): two epochs of DPO + NLL at beta 0.1. A standalone probe
+  on Qwen2.5-Coder-1.5B (own correct vs own wrong reasoning, 980 pairs, lr 5e-6) reached a
   reward margin of 3.3 after 124 steps and kept answering both ways.
 * ``seed``: the seed's schedule (warm-up beta 0.05 plain; two epochs beta 0.1
   ``cal_batch_mean``; one robust epoch ``dr_drop_top``). On Qwen2.5-Coder-1.5B with
@@ -15,8 +18,12 @@ from __future__ import annotations
 
 from .errors import InputError
 
+#: The loss forms of :data:`clarify.dpo_losses.LOSSES`, in its order, named here so that this module
+#: needs no torch (a test keeps the two equal).
+LOSS_FORMS = ("sigmoid", "cal_batch_mean", "cal_paper", "dr_drop_top", "dr_paper", "rpo")
+
 SCHEDULE_PRESETS: dict[str, list[dict]] = {
-    "rpo": [{"beta": 0.1, "loss": "rpo"}, {"beta": 0.1, "loss": "rpo"}],
+    **{loss: [{"beta": 0.1, "loss": loss}, {"beta": 0.1, "loss": loss}] for loss in LOSS_FORMS},
     "seed": [{"beta": 0.05, "loss": "sigmoid"}, {"beta": 0.1, "loss": "cal_batch_mean"},
              {"beta": 0.1, "loss": "cal_batch_mean"}, {"beta": 0.1, "loss": "dr_drop_top"}],
 }

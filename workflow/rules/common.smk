@@ -2,8 +2,6 @@
 # Then the helpers the rules share: what each kind of job declares, and what each job depends on.
 from pathlib import Path
 
-import yaml
-
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake_interface_executor_plugins.settings import ExecMode
@@ -11,7 +9,6 @@ from snakemake_interface_executor_plugins.settings import ExecMode
 from clarify import preflight
 from clarify import teacher as teacher_backends
 from clarify.config import validate_config
-from clarify.dpo_schedule import resolve_schedule
 from clarify.evaluation import MODES, mode_settings
 from clarify.variants import resolve_variants
 from clarify.errors import InputError
@@ -108,17 +105,11 @@ ADAPTERS = {
     "phaseB": "models/cot_phaseB",
     **{f"phaseC_round{k}": f"models/dpo_phaseC/round{k}" for k in range(1, ROUNDS)},
     "phaseC": f"models/dpo_phaseC/round{ROUNDS}",
-    **{f"phaseC_{loss}": f"models/dpo_phaseC/compare_{loss}" for loss in config["phase_c"]["compare_losses"]},
     **{f"variant_{name}": variant.adapter for name, variant in VARIANTS.items()},
 }
 SCORED_MODELS = list(ADAPTERS)
 EVAL_MODES = list(MODES)
 VARIANT_NAMES = "|".join(VARIANTS) or "(?!)"  # a wildcard that matches no name when there is no variant
-# The wildcard of a loss-comparison run: any registered loss form. Read from the schema, whose
-# loss lists a test keeps equal to the registry (clarify.dpo_losses.LOSSES), so that building the
-# DAG does not import torch.
-LOSS_FORMS = "|".join(yaml.safe_load(Path(SCHEMA).read_text())["properties"]["phase_c"]["properties"]
-                      ["compare_losses"]["items"]["enum"])
 
 
 def score_files():
@@ -187,13 +178,10 @@ def previous_round_adapter(wildcards):
     return f"models/dpo_phaseC/round{round_number(wildcards) - 1}"
 
 
-def phase_c_settings(loss=None, section=None):
-    """Phase C's settings for a training job; with ``loss``, that loss form in every epoch."""
+def phase_c_settings(section=None):
+    """Phase C's settings for a training job (the rounds are the DAG's, not the job's)."""
     section = config["phase_c"] if section is None else section
-    settings = {key: value for key, value in section.items() if key not in ("rounds", "compare_losses")}
-    if loss:
-        settings["schedule"] = [{"beta": epoch["beta"], "loss": loss} for epoch in resolve_schedule(settings["schedule"])]
-    return settings
+    return {key: value for key, value in section.items() if key != "rounds"}
 
 
 def phase_b_settings(section=None):

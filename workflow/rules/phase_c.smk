@@ -1,7 +1,7 @@
 # Phase C: preference optimisation, optionally in self-guided rounds. Round 1 trains from the
 # Phase B adapter on data/pairs.jsonl; round k>1 resamples (own_samples) or redrafts
 # (teacher_vs_draft) the train sample with round k-1's model, rebuilds the pairs and trains on
-# from round k-1. A loss comparison trains one run from Phase B per listed loss form. Every run
+# from round k-1 (loss forms are compared as variants of the grid: variants.smk). Every run
 # scores dev after each epoch (epoch 0 = where it starts) and keeps the best epoch.
 
 
@@ -101,25 +101,3 @@ rule train_phase_c:
         env_for(MODEL_GPUS)
     script:
         "../scripts/train_phase_c.py"
-
-
-use rule train_phase_c as train_phase_c_variant with:
-    input:
-        pairs=rules.build_pairs.output.pairs,
-        init_adapter=rules.train_phase_b.output.adapter,
-        student=rules.prepare_student.output.student,
-        dev=rules.split_data.output.dev,
-    output:
-        adapter=directory("models/dpo_phaseC/compare_{loss}"),
-    params:
-        settings=lambda wildcards: phase_c_settings(wildcards.loss),
-        eval=training_eval_settings(),
-        student=config["student"],
-        quantization=config["quantization"],
-        work_dir=lambda wildcards: f"models/checkpoints/phase_c_{wildcards.loss}",
-    wildcard_constraints:
-        loss=LOSS_FORMS,
-    log:
-        log_path("train_phase_c_{loss}"),
-    benchmark:
-        benchmark_path("train_phase_c_{loss}")

@@ -17,7 +17,6 @@ rule report:
         phase_a=rules.train_phase_a.output.adapter,
         phase_b=rules.train_phase_b.output.adapter,
         dpo_rounds=expand("models/dpo_phaseC/round{round}", round=range(1, ROUNDS + 1)),
-        loss_variants=expand("models/dpo_phaseC/compare_{loss}", loss=config["phase_c"]["compare_losses"]),
         pairs_accounting=list(pairs_accounting_files().values()),
         variant_adapters=[v.adapter for v in VARIANTS.values()],
         self_train_accounting=[f for v in VARIANTS.values() for f in self_train_accounting_files(v)],

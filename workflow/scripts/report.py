@@ -26,7 +26,6 @@ def report_inputs(smk) -> ReportInputs:
         corpora={"Track A (baseline)": inp.baseline, "Track B (cot)": inp.cot, "pairs": inp.pairs},
         adapters={"phaseA": inp.phase_a, "phaseB": inp.phase_b},
         dpo_rounds=list(inp.dpo_rounds),
-        loss_variants=list(inp.loss_variants),
         pairs_accounting=dict(smk.params.pairs_accounting),
         variants=[VariantInputs(**variant) for variant in smk.params.variants],
         score_files=list(inp.scores),

@@ -20,7 +20,7 @@ from .format import display_name
 from .harvest import harvest_section
 from .inputs import (ReportInputs, load_dpo_logs, load_judge, load_pairs_accounting, load_scores, load_training_logs,
                      load_variant_runs)
-from .phase_c import dev_selection_section, dpo_section, loss_comparison_section, pairs_accounting_section
+from .phase_c import dev_selection_section, dpo_section, pairs_accounting_section
 from .training import training_section
 from .validation import ablation_section, attribution_section, attribution_summary, judge_section
 from .variants import variant_section
@@ -54,9 +54,9 @@ def render_report(inputs: ReportInputs, figures: dict[str, str | Path], figure_l
     judge, verdicts = load_judge(inputs.judge_summary, inputs.judge_verdicts)
     report_settings = config["report"]
     variant_runs = load_variant_runs(inputs.variants)
+    variant_dpo_logs = {run.name: run.log for run in variant_runs if run.until == "phase_c" and run.log is not None}
     phase_c_runs = {**{f"Phase C round {k}": log for k, log in enumerate(dpo_logs, start=1)},
-                    **{f"variant {run.name}": run.log for run in variant_runs
-                       if run.until == "phase_c" and run.log is not None}}
+                    **{f"variant {name}": log for name, log in variant_dpo_logs.items()}}
     accountings = load_pairs_accounting(inputs.pairs_accounting)
     sections = [
         f"# {inputs.title}",
@@ -65,10 +65,9 @@ def render_report(inputs: ReportInputs, figures: dict[str, str | Path], figure_l
         data_section(inputs.source_meta, inputs.splits, inputs.sample),
         harvest_section(inputs.drafts, inputs.teacher, inputs.accounting, inputs.corpora),
         training_section(logs, figure_links["training_curves"]),
-        dpo_section(dpo_logs, figure_links["dpo_curves"]),
+        dpo_section(dpo_logs, figure_links["dpo_curves"], variant_dpo_logs),
         *([dev_selection_section(phase_c_runs)] if phase_c_runs else []),
         *([pairs_accounting_section(accountings)] if accountings else []),
-        *([loss_comparison_section(inputs.loss_variants, frames)] if inputs.loss_variants else []),
         evaluation_section(frames),
         *([variant_section(variant_runs, frames, report_settings["primary_modes"], report_settings["targets"])]
           if variant_runs else []),

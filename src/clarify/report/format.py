@@ -36,7 +36,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-#: Display names of the scored models; Phase C rounds, loss variants and grid variants by pattern.
+#: Display names of the scored models; Phase C rounds and grid variants by pattern.
 MODEL_NAMES = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": "Phase B (CoT distillation)",
                "phaseC": "Phase C (DPO)"}
 
@@ -44,8 +44,6 @@ MODEL_NAMES = {"base": "base", "phaseA": "Phase A (answer-only SFT)", "phaseB": 
 def display_name(model: str) -> str:
     if model.startswith("phaseC_round"):
         return f"Phase C round {model.removeprefix('phaseC_round')}"
-    if model.startswith("phaseC_"):
-        return f"Phase C, {model.removeprefix('phaseC_')} only"
     if model.startswith("variant_"):
         return f"variant {model.removeprefix('variant_')}"
     return MODEL_NAMES.get(model, model)

@@ -40,7 +40,6 @@ class ReportInputs:
     adapters: dict[str, PathLike]     # training: model name -> adapter dir with training_log.json
     dpo_rounds: list[PathLike]        # phase C: round dirs with dpo_log.json
     score_files: list[PathLike]       # evaluation: results/scores/{model}/{mode}.parquet
-    loss_variants: list[PathLike] = field(default_factory=list)
     pairs_accounting: dict[str, PathLike] = field(default_factory=dict)  # run label -> pairs_accounting.json
     variants: list[VariantInputs] = field(default_factory=list)         # the grid, in config order
     ablations: PathLike | None = None  # validation
