@@ -48,7 +48,7 @@ def test_module_patches_are_undone_after_a_row(bench, tiny_model_dir):
 
 def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data, tmp_path):
     out = tmp_path / "bench.json"
-    rows = ["A-seed", "A-default", "A-liger", "A-padfree", "B-ungrouped", "B-liger-padfree-nockpt", "C-default",
+    rows = ["A-seed", "A-16x2", "A-16x2-liger", "A-padfree", "B-ungrouped", "B-liger-padfree-nockpt", "C-default",
             "C-liger", "eval-scoring"]
     bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", *rows, "--examples", "8", "--dpo-examples", "6",
                 "--seed-examples", "2", "--warmup-examples", "4", "--max-questions", "8", "--out", str(out)])
@@ -60,23 +60,23 @@ def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data,
         if entry["status"] == "ok" and name.startswith(("A", "B", "C")):
             assert entry["examples_per_s"] > 0 and entry["seconds"] > 0
     assert entries["A-seed"]["examples"] == 2 and entries["A-seed"]["padding"] == "to 2048"
-    assert entries["A-default"]["examples"] == 8
+    assert entries["A-16x2"]["examples"] == 8
     assert entries["C-default"]["examples"] == 6 and entries["C-default"]["unit"] == "pairs"
     assert entries["A-padfree"]["status"] == "ok" and entries["A-padfree"]["padding_free"] is True
     assert entries["B-ungrouped"]["padding"] == "longest in batch, random order"
-    assert entries["A-liger"]["status"].startswith("skipped: ")  # no Triton GPU here
+    assert entries["A-16x2-liger"]["status"].startswith("skipped: ")  # no Triton GPU here
     assert entries["eval-scoring"]["questions_per_s"] > 0
     assert report["versions"]["trl"] and report["elapsed_s"] > 0
 
 
 def test_rows_past_the_time_limit_are_recorded_as_skipped(bench, shared_data, tmp_path):
     out = tmp_path / "bench.json"
-    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-default", "eval-scoring", "--examples", "4",
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-16x2", "eval-scoring", "--examples", "4",
                 "--warmup-examples", "4", "--max-questions", "4", "--time-limit", "0", "--out", str(out)])
     report = json.loads(out.read_text())
     skipped = "skipped: time limit (--time-limit 0 s)"
     assert [(e["row"], e["status"]) for e in report["training"] + report["eval"]] == [
-        ("A-default", skipped), ("eval-scoring", skipped)]
+        ("A-16x2", skipped), ("eval-scoring", skipped)]
 
 
 def test_a_row_that_runs_out_of_memory_or_fails_is_recorded_not_raised(bench):
@@ -107,9 +107,9 @@ def test_a_failing_liger_warm_up_is_recorded_and_retried_without_liger(bench, sh
     monkeypatch.setattr(bench, "liger_unavailable", lambda: None)  # as on a GPU with liger-kernel
     monkeypatch.setattr(bench, "sft_epoch", fake_epoch)
     out = tmp_path / "bench.json"
-    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-liger", "--examples", "4", "--out", str(out)])
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-16x2-liger", "--examples", "4", "--out", str(out)])
     report = json.loads(out.read_text())
     assert [(w["use_liger_kernel"], w["status"]) for w in report["warm_up"]] == [
         (True, "failed: RuntimeError: triton compilation failed"), (False, "ok")]
-    assert calls == [("warm-up", True), ("warm-up", False), ("A-liger", True)]
+    assert calls == [("warm-up", True), ("warm-up", False), ("A-16x2-liger", True)]
     assert report["training"][0]["status"] == "ok"
