@@ -2,15 +2,13 @@
 # Then the helpers the rules share: what each kind of job declares, and what each job depends on.
 from pathlib import Path
 
-import yaml
-
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake_interface_executor_plugins.settings import ExecMode
 
 from clarify import preflight
 from clarify import teacher as teacher_backends
-from clarify.config import validate_config
+from clarify.config import load_schema, validate_config
 from clarify.dpo_schedule import resolve_schedule
 from clarify.evaluation import MODES, mode_settings
 from clarify.variants import resolve_variants
@@ -117,8 +115,7 @@ VARIANT_NAMES = "|".join(VARIANTS) or "(?!)"  # a wildcard that matches no name 
 # The wildcard of a loss-comparison run: any registered loss form. Read from the schema, whose
 # loss lists a test keeps equal to the registry (clarify.dpo_losses.LOSSES), so that building the
 # DAG does not import torch.
-LOSS_FORMS = "|".join(yaml.safe_load(Path(SCHEMA).read_text())["properties"]["phase_c"]["properties"]
-                      ["compare_losses"]["items"]["enum"])
+LOSS_FORMS = "|".join(load_schema(SCHEMA)["properties"]["phase_c"]["properties"]["compare_losses"]["items"]["enum"])
 
 
 def score_files():
