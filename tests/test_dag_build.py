@@ -21,7 +21,7 @@ DATA_STACK = ("pandas", "numpy", "matplotlib", "statsmodels", "scipy")
 
 def loaded(code: str, modules: tuple[str, ...], cwd: Path = REPO) -> dict:
     """Run ``code`` in a fresh interpreter; which of ``modules`` it left in ``sys.modules``, and its exit."""
-    probe = (f"import json, sys\ncode = 0\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines())
+    probe = ("import json, sys\ncode = 0\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines())
              + "except SystemExit as exc:\n    code = exc.code\n"
              + f"print('PROBE ' + json.dumps({{'exit': code, 'loaded': [m for m in {list(modules)!r} "
              + "if m in sys.modules]}))\n")
