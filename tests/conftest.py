@@ -1,8 +1,15 @@
+import os
 import sys
 import uuid
 from pathlib import Path
 
-import pytest
+# One intra-op thread for torch in the test process and what it starts (set before anything
+# imports torch). The tests' models are tiny: a second thread only adds synchronisation, and
+# on a busy 2-core runner it made generation tests ~9x slower (docs/decisions.md, "CI time").
+# DAG jobs set their own count from the rule's threads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

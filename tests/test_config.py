@@ -104,6 +104,26 @@ def test_schema_defaults_match_what_snakemake_fills():
     assert schema_defaults(SCHEMA) == validate_config({}, SCHEMA)
 
 
+def test_validation_fills_exactly_what_snakemakes_validate_fills():
+    from snakemake.utils import validate
+
+    for extra in [{}, load("config/demo.yaml"), {"phase_b": {"class_weights": {"yes_weight": 2, "no_weight": 1}}}]:
+        config = load("config.yaml")
+        for section, values in extra.items():
+            config.setdefault(section, {}).update(values)
+        theirs = yaml.safe_load(yaml.safe_dump(config))
+        validate(theirs, str(SCHEMA), set_default=True)
+        assert validate_config(config, SCHEMA) == theirs
+
+
+def test_filled_configs_share_no_objects_with_each_other_or_the_schema():
+    first, second = validate_config({}, SCHEMA), validate_config({}, SCHEMA)
+    first["judge"]["pairs"].append(["base", "phaseA"])
+    first["eval"]["modes"].append("cot_sc")
+    first["data"]["extra"] = 1
+    assert second == validate_config({}, SCHEMA) == schema_defaults(SCHEMA)
+
+
 def leaves(tree: dict, prefix: str = ""):
     for key, value in tree.items():
         if isinstance(value, dict) and value:

@@ -1,12 +1,23 @@
-"""Config validation: Snakemake's ``validate`` (which fills defaults), with one-line errors."""
+"""Config validation against the JSON schema (defaults filled), with one-line errors.
+
+Every Snakemake invocation validates the config before building the DAG, so this is on the
+path of ``snakemake -n``: the schema is parsed once per process with libyaml where available,
+and validated with jsonschema directly (``snakemake.utils.validate`` re-parses it with a
+pure-Python YAML loader and imports pandas to check for a data frame).
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import yaml
 
 from .errors import InputError
+
+#: libyaml's loader where PyYAML was built with it (it is on every PyPI wheel), else the Python one.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _key(path) -> str:
@@ -32,6 +43,36 @@ def removed_key_error(config: dict) -> str | None:
         else:
             return f"config key {_key(path)}: {replacement}"
     return None
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    """The parsed schema, read once per process and file version; callers must not modify it."""
+    path = Path(schema_path).resolve()
+    return _parse_schema(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_schema(path: Path, _mtime_ns: int) -> dict:
+    return yaml.load(path.read_text(), Loader=_SAFE_LOADER)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_filling_validator():
+    """Draft 2020-12 with ``properties`` that first fill each missing key's default: the
+    jsonschema FAQ's recipe (as in ``snakemake.utils.validate``), each default a fresh copy so
+    that filled configs never share objects with the cached schema or with each other."""
+    from jsonschema import Draft202012Validator, validators
+
+    validate_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})
 
 
 def describe_error(config: dict, schema: dict) -> str | None:
@@ -61,16 +102,19 @@ def describe_error(config: dict, schema: dict) -> str | None:
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate ``config`` in place against the schema, filling defaults; raise a one-line error.
 
-    Snakemake's ``validate`` fills the defaults; its own message is several lines of schema
-    dump, so on failure the first relevant error is re-described with the key that caused it.
+    The config is checked as given first, so that the error names the key the user wrote;
+    then the defaults are filled (and the filled config checked again).
     """
-    from snakemake.utils import validate
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     problem = describe_error(config, schema)
+    if problem is None:
+        from jsonschema.exceptions import best_match
+
+        error = best_match(_default_filling_validator()(schema).iter_errors(config))
+        if error is not None:  # the config was valid: a default the schema gets wrong
+            problem = f"config key {_key(error.absolute_path)}: {error.message} (the schema's default)"
     if problem:
         raise InputError(problem)
-    validate(config, str(schema_path), set_default=True)
     return config
 
 
@@ -81,7 +125,7 @@ def schema_defaults(schema_path: str | Path) -> dict:
             return {key: fill(sub) for key, sub in node["properties"].items()}
         return node.get("default")
 
-    return fill(yaml.safe_load(Path(schema_path).read_text()))
+    return fill(copy.deepcopy(load_schema(schema_path)))
 
 
 # --- The config reference (docs/config.md), written from the schema ---------------------------
@@ -114,7 +158,7 @@ def _cell(text) -> str:
 
 def config_reference(schema_path: str | Path) -> str:
     """Markdown: one table per config section, every key with its default, what it accepts and means."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     lines = ["# Configuration reference", "",
              "Generated from `workflow/schemas/config.schema.yaml` by `python -m clarify.config docs/config.md`",
              "(a test fails when it is stale). `config.yaml` holds only what differs from these defaults;",

@@ -16,13 +16,14 @@ params (its rerun trigger) can carry exactly those (:func:`mode_settings`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from .errors import InputError
 from .prompts import ANSWER_CUE, draft_context, reasoning_from_generation, reasoning_prompt
+
+if TYPE_CHECKING:  # numpy and pandas are imported where a mode runs: building the DAG reads only the registry
+    import numpy as np
+    import pandas as pd
 
 #: Reasoning ends where the answer cue (or a new question) would start.
 COT_STOP = [ANSWER_CUE, "\nQuestion:"]
@@ -99,6 +100,8 @@ def _direct(model, tokenizer, records, settings, progress):
 
 @register("draft", uses_drafts=True)
 def _draft(model, tokenizer, records, settings, progress):
+    import pandas as pd
+
     from .drafts import generate_drafts
 
     drafts = generate_drafts(model, tokenizer, records, settings["drafts"], progress=progress)
@@ -123,6 +126,8 @@ def sample_reasonings(model, tokenizer, records: list[dict], num_samples: int, m
 
 @register("cot", settings=("cot_max_new_tokens",))
 def _cot(model, tokenizer, records, settings, progress):
+    import pandas as pd
+
     outputs = [s[0] for s in sample_reasonings(model, tokenizer, records, 1, settings["cot_max_new_tokens"],
                                                settings["batch_size"], progress=progress)]
     frame = _score(model, tokenizer, records, [reasoning_from_generation(o["text"]) for o in outputs],
@@ -135,6 +140,8 @@ def _cot(model, tokenizer, records, settings, progress):
 
 @register("cot_sc", settings=("cot_max_new_tokens", "sc_samples", "sc_temperature", "sc_seed"))
 def _cot_sc(model, tokenizer, records, settings, progress):
+    import numpy as np
+
     k = settings["sc_samples"]
     samples = sample_reasonings(model, tokenizer, records, k, settings["cot_max_new_tokens"], settings["batch_size"],
                                 temperature=settings["sc_temperature"], seed=settings["sc_seed"], progress=progress)
@@ -157,6 +164,9 @@ def majority_vote(records: list[dict], margins: np.ndarray, logp_yes: np.ndarray
     the sign of the mean margin. ``logp_yes``, ``logp_no`` and ``margin`` are means over the
     samples; ``sc_yes_votes``/``sc_yes_share`` count the yes votes and ``sc_margins`` lists them all.
     """
+    import numpy as np
+    import pandas as pd
+
     k = margins.shape[1]
     yes_votes = (margins > 0).sum(axis=1)
     mean_margin = margins.mean(axis=1)
