@@ -59,8 +59,10 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, base_url: str)
         "drafts": {"max_new_tokens": 16, "batch_size": 8},
         "teacher": {"backend": "openai", "model": "gpt-4.1-nano-2025-04-14", "base_url": base_url,
                     "timeout_s": 5, "max_retries": 10, "concurrency": 2},
-        "phase_a": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3},
-        "phase_b": {"epochs": 2, "batch_size": 4, "grad_accum": 1, "learning_rate": 1e-3},
+        # three epochs each, so that a kill a random moment after the first checkpoint lands in the job
+        "phase_a": {"epochs": 3, "early_stopping_patience": 2, "batch_size": 4, "learning_rate": 1e-3},
+        "phase_b": {"epochs": 3, "early_stopping_patience": 2, "batch_size": 4, "grad_accum": 1,
+                    "learning_rate": 1e-3},
         "pairs": {"source": "teacher_vs_draft"},  # the random tiny model cannot make own-sample pairs
         "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"},
                                  {"beta": 0.1, "loss": "sigmoid"}],
@@ -99,7 +101,7 @@ def kill_after_checkpoint(run: KillableRun, work_dir: str, output: str, rng: ran
     Returns the description and whether the job was still running (its output not yet there).
     """
     run.wait_until(lambda: complete_checkpoint(run.workdir / work_dir), f"a {what} checkpoint")
-    delay = rng.uniform(0.0, 1.0)
+    delay = rng.uniform(0.0, 0.5)
     time.sleep(delay)
     checkpoints = sorted(p.name for p in (run.workdir / work_dir).glob("checkpoint-*"))
     during = not (run.workdir / output).exists()
