@@ -1,6 +1,7 @@
 """Phase C trainer on the tiny model: the reference is Phase B, the schedule is followed, margins rise."""
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -282,3 +283,103 @@ def test_dev_check_scores_every_epoch_with_evaluate(tiny_model_dir, phase_b, set
     best = max(h["dev_accuracy"] for h in history)
     assert log["kept_epoch"] == next(h["epoch"] for h in history if h["dev_accuracy"] == best)
     assert dev_score(tmp_path / "out") == pytest.approx((best, history[log["kept_epoch"]]["dev_pred_yes"]))
+
+
+# --- resuming a killed run (issue 16) ------------------------------------------------------------
+
+class Killed(Exception):
+    """Stands in for a kill: raised from a callback at a chosen point of training."""
+
+
+def kill_at(monkeypatch, event: str, step: int):
+    """``train_dpo``'s trainer gets a callback that raises ``Killed`` at ``event`` once global_step is ``step``."""
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        pass
+
+    def fire(self, args, state, control, **kwargs):
+        if state.global_step == step:
+            raise Killed(f"{event} at step {step}")
+
+    setattr(Kill, event, fire)
+    original = dpo.build_trainer
+
+    def build(**kwargs):
+        trainer = original(**kwargs)
+        trainer.add_callback(Kill())
+        return trainer
+
+    monkeypatch.setattr(dpo, "build_trainer", build)
+    return original
+
+
+RESUME_SETTINGS = {"schedule": [{"beta": 0.5, "loss": "sigmoid"}, {"beta": 0.5, "loss": "dr_drop_top"},
+                                {"beta": 0.5, "loss": "sigmoid"}],
+                   "drop_fraction": 0.34, "guard": {"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]}}
+UNEQUAL_ON_RESUME = {"wall_time_s", "resumed_from"}  # how long it took, and whether it was resumed
+
+
+def comparable(log: dict) -> dict:
+    return {k: v for k, v in log.items() if k not in UNEQUAL_ON_RESUME}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, phase_b, settings, pairs, tmp_path_factory):
+    """An uninterrupted Phase C run with a Dr epoch and a real dev check: (adapter dir, log, initial adapter).
+
+    Nothing in it is random but the data order (seeded per epoch); TRL turns dropout off for DPO.
+    The optimizer's moments, the scheduler's position, the Dr threshold and the dev history are
+    what a resumed run must get back.
+    """
+    tmp = tmp_path_factory.mktemp("dpo-uninterrupted")
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp, **RESUME_SETTINGS)
+    assert log["resumed_from"] is None and log["epochs_run"] == 3
+    return tmp / "out", log, phase_b
+
+
+@pytest.mark.parametrize("event, step", [("on_save", 2),        # epoch 1 checkpointed, then killed
+                                         ("on_step_end", 3),    # killed during epoch 2
+                                         ("on_save", 6)])       # every epoch done, output not written
+def test_a_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(
+        tiny_model_dir, settings, pairs, tmp_path, monkeypatch, uninterrupted, event, step):
+    reference_dir, reference_log, adapter = uninterrupted
+    kill_at(monkeypatch, event, step)
+    with pytest.raises(Killed):
+        run(tiny_model_dir, adapter, settings, pairs, tmp_path, **RESUME_SETTINGS)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.undo()
+    log = run(tiny_model_dir, adapter, settings, pairs, tmp_path, **RESUME_SETTINGS)
+    expected_checkpoint = {2: "checkpoint-2", 3: "checkpoint-2", 6: "checkpoint-6"}[step]
+    assert log["resumed_from"] == str(tmp_path / "work" / expected_checkpoint)
+    assert comparable(log) == comparable(reference_log)
+    assert comparable(json.loads((tmp_path / "out" / "dpo_log.json").read_text())) == comparable(reference_log)
+    assert same_weights(tmp_path / "out", reference_dir)
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_killed_run_under_other_settings_starts_fresh_with_one_line(
+        tiny_model_dir, settings, pairs, tmp_path, monkeypatch, uninterrupted, caplog):
+    _, _, adapter = uninterrupted
+    kill_at(monkeypatch, "on_save", 2)
+    with pytest.raises(Killed):
+        run(tiny_model_dir, adapter, settings, pairs, tmp_path, **RESUME_SETTINGS)
+    monkeypatch.undo()
+    with caplog.at_level(logging.WARNING, logger="clarify.resume"):
+        log = run(tiny_model_dir, adapter, settings, pairs, tmp_path, **{**RESUME_SETTINGS, "learning_rate": 1e-2})
+    assert log["resumed_from"] is None and log["epochs_run"] == 3
+    [line] = [m for m in caplog.messages if "starting fresh" in m]
+    assert "settings.learning_rate" in line
+
+
+def test_a_run_the_guard_stopped_is_not_trained_on_after_a_kill(tiny_model_dir, phase_b, settings, pairs, tmp_path,
+                                                                monkeypatch):
+    calls = scripted_dev(monkeypatch, [(0.6, 0.5), (0.5, 0.5)])  # epoch 1 falls 10 pp: the guard stops
+    kill_at(monkeypatch, "on_train_end", 2)  # after training, before the output is written
+    with pytest.raises(Killed):
+        run(tiny_model_dir, phase_b, settings, pairs, tmp_path)
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path)  # the kill callback fires only at step 2
+    assert calls == ["cot", "cot"]  # nothing scored again, nothing trained
+    assert log["resumed_from"].endswith("checkpoint-2") and log["epochs_run"] == 1 and log["kept_epoch"] == 0
+    assert "pp below the best so far" in log["stop_reason"] and len(log["steps"]) == 2
+    assert same_weights(tmp_path / "out", phase_b)

@@ -86,3 +86,32 @@ def test_last_complete_checkpoint_skips_and_removes_half_written_ones(tmp_path, 
 
 def test_changed_keys_names_nested_differences():
     assert changed_keys({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 5}, "e": 0}) == ["b.c", "b.d", "e"]
+
+
+def test_restore_callback_states_sets_saved_attributes_on_the_existing_callbacks(tmp_path):
+    """What a Trainer checkpoint saved of its ExportableState callbacks comes back onto the same objects."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerCallback, TrainerState
+    from transformers.trainer_callback import ExportableState
+
+    from clarify.numerics import nonfinite_guard
+    from clarify.resume import restore_callback_states
+
+    class History(TrainerCallback, ExportableState):
+        def __init__(self, tokenizer):  # a constructor argument no checkpoint could hold
+            self.tokenizer, self.history = tokenizer, []
+
+        def state(self):
+            return {"args": {}, "attributes": {"history": self.history}}
+
+    saved_history, saved_guard = History(object()), nonfinite_guard("phase_c")
+    saved_history.history, saved_guard.skipped = [{"epoch": 0}, {"epoch": 1}], [3]
+    TrainerState(stateful_callbacks=[saved_history, saved_guard]).save_to_json(str(tmp_path / "trainer_state.json"))
+
+    tokenizer = object()
+    history, guard, plain = History(tokenizer), nonfinite_guard("phase_c"), TrainerCallback()
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[plain, history, guard]))
+    assert sorted(restore_callback_states(trainer, tmp_path)) == ["History", "NonFiniteGuard"]
+    assert history.history == [{"epoch": 0}, {"epoch": 1}] and history.tokenizer is tokenizer
+    assert guard.skipped == [3]

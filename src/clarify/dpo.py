@@ -23,6 +23,14 @@ in ``dev_mode`` with :func:`clarify.evaluation.evaluate`, as Phases A and B do. 
 kept (ties: the earlier). A trained epoch whose dev accuracy falls more than ``max_dev_drop_pp``
 below the best so far, or whose predicted-yes share leaves ``yes_share_band``, stops the run and
 is never kept; epoch 0 always may be, so Phase C is never worse than its start on dev.
+
+Resuming (DESIGN section 8): every epoch end is also a Trainer checkpoint in ``work_dir``
+(adapter, optimizer, scheduler, RNG states; the trainer's own ``save_strategy="epoch"``), and the
+dev history rides in its ``trainer_state.json`` (``DevSelectionCallback`` is an
+``ExportableState``). The work directory carries a fingerprint of the settings, pairs, dev
+questions and initial adapter (:mod:`clarify.resume`): a killed run, rerun unchanged, resumes
+from its last complete epoch and ends with the same adapter and log as an uninterrupted run; a
+rerun under other settings starts fresh with one log line.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
+from transformers.trainer_callback import ExportableState
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
@@ -47,8 +56,9 @@ from .errors import InputError
 from .evaluation import evaluate
 from .models import load_tokenizer
 from .numerics import nonfinite_guard, nonfinite_summary, require_finite_parameters
+from .resume import fingerprint, last_complete_checkpoint, open_work_dir, restore_callback_states
 from .stats import accuracy
-from .training import load_for_training, precision, trainer_arguments
+from .training import CHECKPOINT_FILES, load_for_training, precision, rows_digest, trainer_arguments
 from .training_speedups import resolve_liger
 
 log = logging.getLogger(__name__)
@@ -190,11 +200,13 @@ class DrThresholdCallback(TrainerCallback):
         return control
 
 
-class DevSelectionCallback(TrainerCallback):
+class DevSelectionCallback(TrainerCallback, ExportableState):
     """Saves each epoch's adapter (epoch 0 = the initial one) and, given dev records, scores it.
 
     ``history`` holds one entry per epoch: dev accuracy, interval, predicted-yes share and, for
     an epoch the guard rejects, ``guard`` (the reason); the guard's stop ends training there.
+    ``history`` and ``stop_reason`` are saved with every checkpoint (``state``); a run resumed
+    with them restored does not score epoch 0 again.
     """
 
     def __init__(self, work_dir: Path, dev_records: list[dict] | None = None, eval_settings: dict | None = None,
@@ -206,11 +218,15 @@ class DevSelectionCallback(TrainerCallback):
         self.history: list[dict] = []
         self.stop_reason: str | None = None
 
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"history": self.history, "stop_reason": self.stop_reason}}
+
     def epoch_dir(self, epoch: int) -> Path:
         return self.work_dir / f"epoch{epoch}"
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.check(0, args, state, model)
+        if not self.history:  # else resumed: epoch 0 and the epochs up to the checkpoint are scored
+            self.check(0, args, state, model)
         return control
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
@@ -270,7 +286,7 @@ def dpo_config(settings: dict, work_dir: Path, steps: int, *, bf16: bool, cuda: 
         schedule=settings["schedule"], cal_weight=settings["cal_weight"], dr_beta=settings["dr_beta"],
         drop_fraction=settings["drop_fraction"], rpo_alpha=settings["rpo_alpha"], dev_mode=settings["dev_mode"],
         max_dev_drop_pp=guard["max_dev_drop_pp"], yes_share_band=list(guard["yes_share_band"]),
-        per_device_eval_batch_size=settings["dev_batch_size"], save_strategy="no",
+        per_device_eval_batch_size=settings["dev_batch_size"], save_strategy="epoch", save_total_limit=1,
         activation_checkpointing_kwargs={"use_reentrant": False},  # as load_for_training enables it
         warmup_steps=math.ceil(settings["warmup_ratio"] * steps))
 
@@ -281,7 +297,10 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
     """The scheduled DPO trainer for one round, policy and reference both ``init_adapter``.
 
     With ``dev_records`` every epoch is scored on dev (``eval_settings``: the generation
-    settings of the dev mode); without, the last epoch is kept.
+    settings of the dev mode); without, the last epoch is kept. ``work_dir`` keeps its
+    checkpoints when they carry this run's fingerprint (:func:`work_fingerprint_params` and the
+    initial adapter's files), else it is emptied; ``trainer.resume_from`` is its last complete
+    checkpoint (None: a fresh start), with the callbacks' saved state already restored.
     """
     from datasets import Dataset
     from peft import PeftModel
@@ -300,8 +319,10 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
     model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
     dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                                  for p in pairs])
-    work_dir = Path(work_dir)
-    shutil.rmtree(work_dir, ignore_errors=True)
+    made_by = work_fingerprint_params(manifest=manifest, student=student, quantization=quantization,
+                                      settings=settings, pairs=pairs, dev_records=dev_records,
+                                      eval_settings=eval_settings)
+    work_dir = open_work_dir(work_dir, fingerprint(made_by, [init_adapter]), made_by)
     steps = len(schedule) * math.ceil(len(dataset) / (settings["batch_size"] * settings["grad_accum"]))
     args = dpo_config(settings, work_dir, steps, bf16=bf16, cuda=cuda, progress=progress)
     trainer = ScheduledDPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
@@ -313,7 +334,18 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
                                                  load_tokenizer(manifest["path"]) if dev_records else None)
     trainer.add_callback(trainer.guard)
     trainer.add_callback(trainer.dev_selection)
+    trainer.resume_from = last_complete_checkpoint(work_dir, CHECKPOINT_FILES)
+    if trainer.resume_from is not None:
+        restore_callback_states(trainer, trainer.resume_from)
     return trainer
+
+
+def work_fingerprint_params(*, manifest: dict, student: dict, quantization: dict, settings: dict,
+                            pairs: list[dict], dev_records: list[dict] | None, eval_settings: dict | None) -> dict:
+    """What a Phase C run's resumable state belongs to (hashed together with the initial adapter's files)."""
+    return {"phase": "phase_c", "model": manifest, "student": student, "quantization": quantization,
+            "settings": settings, "eval": eval_settings, "pairs_sha256": rows_digest(pairs),
+            "dev_records_sha256": rows_digest(dev_records or [])}
 
 
 def _step_records(trainer) -> list[dict]:
@@ -338,7 +370,15 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
              len(trainer.train_dataset), schedule, settings["batch_size"],
              f"; dev check in {settings['dev_mode']} mode on {len(dev_records)} questions" if dev_records
              else "; no dev check: the last epoch is kept")
-    trainer.train()
+    resume = trainer.resume_from
+    if resume is not None and selection.stop_reason:
+        # the guard had stopped this run: nothing is left to train, only the output to write
+        log.info("phase C: %s: the run had stopped (%s); writing its kept epoch", resume, selection.stop_reason)
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+    else:
+        if resume is not None:
+            log.info("phase C: resuming from %s (epoch %d done)", resume, selection.history[-1]["epoch"])
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     require_finite_parameters(trainer.model, "phase_c")
     kept = selection.kept_epoch()
     steps = _step_records(trainer)
@@ -352,6 +392,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
         "guard": settings["guard"], "nonfinite_steps": trainer.guard.skipped,
         "device": "cuda" if torch.cuda.is_available() else "cpu", "bf16": trainer.args.bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")), "use_liger_kernel": bool(trainer.args.use_liger_kernel),
+        "resumed_from": str(resume) if resume else None,
         "wall_time_s": round(time.time() - started, 1),
     }
     output_dir = Path(output_dir)

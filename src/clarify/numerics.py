@@ -57,11 +57,15 @@ def nonfinite_guard(phase: str, max_consecutive: int = MAX_CONSECUTIVE_NONFINITE
     lists the 1-based numbers of the skipped steps.
     """
     from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
 
-    class NonFiniteGuard(TrainerCallback):
+    class NonFiniteGuard(TrainerCallback, ExportableState):
         def __init__(self):
             self.skipped: list[int] = []
             self.consecutive = 0
+
+        def state(self) -> dict:  # saved with each checkpoint: a resumed run still lists earlier skips
+            return {"args": {}, "attributes": {"skipped": self.skipped, "consecutive": self.consecutive}}
 
         def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
             if optimizer is None or gradients_finite(optimizer):

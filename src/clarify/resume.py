@@ -113,3 +113,27 @@ def last_complete_checkpoint(work_dir: str | Path, required_files: list[str | tu
         log.warning("%s: incomplete (no %s), skipped and removed", checkpoint, shown)
         shutil.rmtree(checkpoint)
     return None
+
+
+def restore_callback_states(trainer, checkpoint: str | Path) -> list[str]:
+    """Set the attributes of ``trainer``'s ``ExportableState`` callbacks to those saved in ``checkpoint``.
+
+    The Trainer saves them in ``trainer_state.json`` (``stateful_callbacks``) with every
+    checkpoint. Its own restore (``restore_callback_states_from_checkpoint``) builds new callback
+    objects from saved constructor arguments, which callbacks holding a tokenizer or data cannot
+    give; here the existing objects are kept and only their saved attributes are set. Returns
+    the names of the callbacks restored.
+    """
+    from transformers.trainer_callback import ExportableState
+
+    stored = json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("stateful_callbacks") or {}
+    restored = []
+    for name, saved in stored.items():
+        saved = saved if isinstance(saved, list) else [saved]
+        callbacks = [cb for cb in trainer.callback_handler.callbacks
+                     if isinstance(cb, ExportableState) and type(cb).__name__ == name]
+        for callback, state in zip(callbacks, saved):
+            for attribute, value in state.get("attributes", {}).items():
+                setattr(callback, attribute, value)
+            restored.append(name)
+    return restored
