@@ -66,7 +66,7 @@ def write_config(workdir: Path, model_dir: Path, data_file: Path, base_url: str)
         "pairs": {"source": "teacher_vs_draft"},  # the random tiny model cannot make own-sample pairs
         "phase_c": {"schedule": [{"beta": 0.1, "loss": "sigmoid"}, {"beta": 0.1, "loss": "dr_drop_top"},
                                  {"beta": 0.1, "loss": "sigmoid"}],
-                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 1, "compare_losses": [],
+                    "learning_rate": 1e-3, "batch_size": 4, "rounds": 1,
                     "guard": {"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]}},
         "attribution": {"models": ["phaseC"], "max_questions": 2, "steps": 8},
         "judge": {"backend": "none"},
