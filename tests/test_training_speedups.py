@@ -101,21 +101,28 @@ def test_settings_are_kept_where_liger_runs_or_is_not_asked_for(config, monkeypa
     assert not liger_lines(caplog)
 
 
-def test_train_phase_builds_the_model_with_checkpointing_when_liger_falls_back_on_a_gpu(
-        tiny_model_dir, config, rows, tmp_path, monkeypatch, caplog):
+def gpu_without_liger_and_stop_at(monkeypatch, module, builder: str) -> dict:
+    """A GPU machine without liger-kernel, and ``module.builder`` replaced by one that records its
+    last argument (gradient checkpointing) and stops before any weights load."""
     import torch
-
-    import clarify.training
 
     machine(monkeypatch, cuda=True, liger=False)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     built = {}
 
-    def build_peft_model(*args):
+    def stop(*args):
         built["gradient_checkpointing"] = args[-1]
         raise RuntimeError("stop before loading weights")
 
-    monkeypatch.setattr(clarify.training, "build_peft_model", build_peft_model)
+    monkeypatch.setattr(module, builder, stop)
+    return built
+
+
+def test_train_phase_builds_the_model_with_checkpointing_when_liger_falls_back_on_a_gpu(
+        tiny_model_dir, config, rows, tmp_path, monkeypatch, caplog):
+    import clarify.training
+
+    built = gpu_without_liger_and_stop_at(monkeypatch, clarify.training, "build_peft_model")
     with caplog.at_level(logging.WARNING, logger="clarify.training_speedups"), \
             pytest.raises(RuntimeError, match="stop before loading weights"):
         train(tiny_model_dir, config, rows, tmp_path, batch_size=32)
@@ -172,19 +179,9 @@ def test_padding_free_falls_back_where_the_attention_cannot_separate_examples(ca
 
 def test_phase_c_builds_the_model_with_checkpointing_when_liger_falls_back_on_a_gpu(
         tiny_model_dir, config, tmp_path, monkeypatch):
-    import torch
-
     import clarify.dpo
 
-    machine(monkeypatch, cuda=True, liger=False)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    built = {}
-
-    def load_for_training(*args):
-        built["gradient_checkpointing"] = args[-1]
-        raise RuntimeError("stop before loading weights")
-
-    monkeypatch.setattr(clarify.dpo, "load_for_training", load_for_training)
+    built = gpu_without_liger_and_stop_at(monkeypatch, clarify.dpo, "load_for_training")
     settings = {**config["phase_c"], "use_liger_kernel": True, "gradient_checkpointing": False}
     with pytest.raises(RuntimeError, match="stop before loading weights"):
         clarify.dpo.build_trainer(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},

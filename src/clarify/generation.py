@@ -19,14 +19,11 @@ Temperature 0 is greedy decoding, and then the k samples of a prompt are one gen
 from __future__ import annotations
 
 import hashlib
-import logging
 
 import torch
-from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
-log = logging.getLogger(__name__)
-
+from .batching import in_halving_batches
 
 class SeededGumbelSampler(LogitsProcessor):
     """Turn greedy decoding into sampling at ``temperature`` with one random stream per row.
@@ -94,25 +91,15 @@ def _generate_rows(model, tokenizer, prompts: list[str], samples: list[int], max
     results: list[dict | None] = [None] * len(prompts)
     eos_ids = _eos_ids(model, tokenizer)
     model.eval()
-    start = 0
-    with tqdm(total=len(order), desc=desc, unit="seq", disable=not progress) as bar:
-        while start < len(order):
-            rows = order[start:start + batch_size]
-            try:
-                new_tokens = _generate_batch(model, tokenizer, [ids_of[prompts[r]] for r in rows],
-                                             [sample_seed(seed, samples[r], prompts[r]) for r in rows],
-                                             max_new_tokens, temperature, stop, eos_ids)
-            except torch.OutOfMemoryError:
-                if batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                log.warning("%s: out of memory at %d sequences a batch; going on with %d", desc, len(rows), batch_size)
-                _release_memory(model)
-                continue
-            for position, r in enumerate(rows):
-                results[r] = _finish(tokenizer, new_tokens[position], eos_ids, max_new_tokens, stop)
-            start += len(rows)
-            bar.update(len(rows))
+
+    def run_batch(rows: list[int]) -> None:
+        new_tokens = _generate_batch(model, tokenizer, [ids_of[prompts[r]] for r in rows],
+                                     [sample_seed(seed, samples[r], prompts[r]) for r in rows],
+                                     max_new_tokens, temperature, stop, eos_ids)
+        for position, r in enumerate(rows):
+            results[r] = _finish(tokenizer, new_tokens[position], eos_ids, max_new_tokens, stop)
+
+    in_halving_batches(order, batch_size, run_batch, model=model, desc=desc, noun="sequences", progress=progress)
     return results  # type: ignore[return-value]
 
 
@@ -133,11 +120,6 @@ def _generate_batch(model, tokenizer, encoded: list[list[int]], seeds: list[int]
         kwargs.update(stop_strings=stop, tokenizer=tokenizer)
     output = model.generate(**batch, **kwargs)
     return output[:, batch["input_ids"].shape[1]:].tolist()
-
-
-def _release_memory(model) -> None:
-    if model.device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16,

@@ -10,20 +10,16 @@ explicit position ids, so a question's score does not depend on what it was batc
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from .batching import in_halving_batches
 from .errors import InputError
 from .numerics import require_finite
 from .prompts import ANSWER_TEXT, answer_prompt
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class AnswerTokens:
@@ -99,24 +95,13 @@ def score_prompts(model, tokenizer, prompts: list[str], batch_size: int = 16,
     pad_id = tokenizer.pad_token_id
     out = np.zeros((len(prompts), 2), dtype=np.float64)
     model.eval()
-    start = 0
-    with tqdm(total=len(order), desc=desc, unit="prompt", disable=not progress) as bar:
-        while start < len(order):
-            idx = order[start:start + batch_size]
-            try:
-                yes, no = _score_batch(model, [encoded[i] for i in idx], tokens, pad_id)
-            except torch.OutOfMemoryError:
-                if batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                log.warning("%s: out of memory at %d prompts a batch; going on with %d", desc, len(idx), batch_size)
-                if model.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            out[idx, 0] = yes.double().cpu().numpy()
-            out[idx, 1] = no.double().cpu().numpy()
-            start += len(idx)
-            bar.update(len(idx))
+
+    def run_batch(idx: list[int]) -> None:
+        yes, no = _score_batch(model, [encoded[i] for i in idx], tokens, pad_id)
+        out[idx, 0] = yes.double().cpu().numpy()
+        out[idx, 1] = no.double().cpu().numpy()
+
+    in_halving_batches(order, batch_size, run_batch, model=model, desc=desc, noun="prompts", progress=progress)
     require_finite(out, f"{desc}: answer-slot log-probabilities")
     return out
 
