@@ -366,3 +366,26 @@ def test_summary_uses_converged_questions_and_counts_small_changes_apart():
     only_small = summarize_attribution(table[table["small_change"]]).iloc[0]
     verdict, reason = attribution_verdict(only_small, target_share=0.2, min_converged_share=0.8)
     assert verdict == "not measured" and "min_margin_change" in reason
+
+
+def test_out_of_memory_halves_the_path_batch_and_changes_nothing(padded, monkeypatch, caplog):
+    """Attribution shares the GPU with other jobs in a real run: a batch of path points that runs
+    out of memory is retried at half the size, with the same attributions, and the size that fit
+    is kept for the next doubling."""
+    model, tokenizer = padded
+    expected = integrated_gradients(model, tokenizer, PROMPTS[0], steps=8, batch_size=16, max_steps=32, tolerance=1e-9)
+    real, sizes = model.forward, []
+
+    def small_memory(*args, **kwargs):
+        if kwargs["inputs_embeds"].requires_grad:                    # the path, not the end-point margins
+            sizes.append(kwargs["inputs_embeds"].shape[0])
+        if kwargs["inputs_embeds"].shape[0] > 3 and kwargs["inputs_embeds"].requires_grad:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", small_memory)
+    got = integrated_gradients(model, tokenizer, PROMPTS[0], steps=8, batch_size=16, max_steps=32, tolerance=1e-9)
+    np.testing.assert_allclose(got["attributions"], expected["attributions"], rtol=1e-6, atol=1e-9)
+    assert [steps for steps, _ in got["history"]] == [steps for steps, _ in expected["history"]] == [8, 16, 32]
+    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2          # 8 points fail, 4 fail, then 2 from then on
+    assert "attribution path: out of memory at 8 points a batch; going on with 4" in caplog.text

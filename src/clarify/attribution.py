@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .batching import in_halving_batches
 from .errors import InputError
 from .numerics import require_finite
 from .prompts import answer_prompt, draft_context_parts, question_line
@@ -162,6 +163,7 @@ class _Path:
         self.answer = answer_tokens(tokenizer, prompt)
         self.keep = _accepts_logits_to_keep(model)
         self.cache: dict[float, np.ndarray] = {}
+        self.batch_size = 1 << 30                                            # lowered by an out-of-memory
         model.eval()
         embedding = model.get_input_embeddings()
         device = self.device = embedding.weight.device
@@ -183,18 +185,27 @@ class _Path:
                        "attribution: the answer margin at the prompt and at the baseline")
 
     def contributions(self, alphas: np.ndarray, batch_size: int) -> np.ndarray:
-        """(len(alphas), T) float64: per alpha, each token's gradient-times-delta along the path."""
+        """(len(alphas), T) float64: per alpha, each token's gradient-times-delta along the path.
+
+        A batch of path points that runs out of GPU memory is retried at half the size (attribution
+        shares the GPU with other jobs in a real run); ``self.batch_size`` keeps the size that fit.
+        """
         missing = [float(a) for a in dict.fromkeys(float(a) for a in alphas) if float(a) not in self.cache]
+
+        def run_batch(rows: list[int]) -> None:
+            chunk = [missing[i] for i in rows]
+            a = torch.tensor(chunk, dtype=torch.float32, device=self.device).view(-1, 1, 1)
+            path = (self.base.float() + a * self.delta).to(self.real.dtype).requires_grad_(True)
+            values = _margins(self.model, path, self.answer, self.continuations, self.keep)
+            (grad,) = torch.autograd.grad(values.sum(), path)
+            grad_rows = (grad.float() * self.delta).sum(-1).double().cpu().numpy()
+            for alpha, row in zip(chunk, grad_rows):
+                self.cache[alpha] = row
+
         with torch.inference_mode(False), torch.enable_grad():
-            for start in range(0, len(missing), batch_size):
-                chunk = missing[start:start + batch_size]
-                a = torch.tensor(chunk, dtype=torch.float32, device=self.device).view(-1, 1, 1)
-                path = (self.base.float() + a * self.delta).to(self.real.dtype).requires_grad_(True)
-                values = _margins(self.model, path, self.answer, self.continuations, self.keep)
-                (grad,) = torch.autograd.grad(values.sum(), path)
-                rows = (grad.float() * self.delta).sum(-1).double().cpu().numpy()
-                for alpha, row in zip(chunk, rows):
-                    self.cache[alpha] = row
+            self.batch_size = in_halving_batches(range(len(missing)), min(batch_size, self.batch_size),
+                                                 run_batch, model=self.model, desc="attribution path",
+                                                 noun="points", progress=False)
         return np.stack([self.cache[float(a)] for a in alphas])
 
 

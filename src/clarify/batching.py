@@ -12,12 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def in_halving_batches(order: Sequence[int], batch_size: int, run_batch: Callable[[list[int]], None], *,
-                       model, desc: str, noun: str, progress: bool = True) -> None:
+                       model, desc: str, noun: str, progress: bool = True) -> int:
     """Call ``run_batch(rows)`` on consecutive slices of ``order``, ``batch_size`` rows each.
 
     A slice that runs out of GPU memory is retried at half the size, and the rest go on at that
     size: set the batch size high and the largest that fits is used. ``noun`` names a row in the
-    warning ("sequences", "prompts").
+    warning ("sequences", "prompts"). Returns the batch size it ended at, for the caller's next loop.
     """
     start = 0
     with tqdm(total=len(order), desc=desc, unit=noun.rstrip("s"), disable=not progress) as bar:
@@ -26,12 +26,13 @@ def in_halving_batches(order: Sequence[int], batch_size: int, run_batch: Callabl
             try:
                 run_batch(rows)
             except torch.OutOfMemoryError:
-                if batch_size == 1:
+                if len(rows) == 1:
                     raise
-                batch_size = max(1, batch_size // 2)
+                batch_size = max(1, len(rows) // 2)                      # a short last slice halves from its own size
                 log.warning("%s: out of memory at %d %s a batch; going on with %d", desc, len(rows), noun, batch_size)
                 if model.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
             start += len(rows)
             bar.update(len(rows))
+    return batch_size

@@ -14,7 +14,7 @@ python3 -c "import sys, torch, transformers, trl, peft, datasets, snakemake, tok
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> /tmp/dag/versions.txt
 # shellcheck disable=SC2086
 setsid nohup bash -c "python3 -m snakemake results/report.md \
-  --prioritize models/cot_phaseB data/pairs.jsonl models/dpo_phaseC/round1 \
+  --prioritize models/cot_phaseB data/pairs.jsonl models/dpo_phaseC/round1 results/attribution/phaseC.csv results/scores/phaseC/cot_sc.parquet \
   --cores 16 --keep-going --rerun-incomplete \
   --configfile config.yaml config/qwen1.5b_gpu.yaml \
   --config data='{source: /tmp/data/strategyqa_train.json}' student='{model: $GGUF, dtype: bfloat16}' \
