@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Write chunk NN of the Qwen GGUF (carried as .chunks/cNN/part) at its offset in /tmp/q/qwen.gguf.
-# Chunks are 52 MiB (split -b 52M: with the ~10 MB checkout a 60 MiB chunk passes the 64 MiB carry limit); any order, repeatable. Usage: bash tools/device/put_chunk.sh NN
+# Chunks are 48 MiB (split -b 48M: with the ~13 MB checkout a 52 MiB chunk passes the 64 MiB carry limit); any order, repeatable. Usage: bash tools/device/put_chunk.sh NN
 set -euo pipefail
 N=$1
 mkdir -p /tmp/q
 (cd ".chunks/c$N" && sha256sum -c --quiet part.sha256)
-dd if=".chunks/c$N/part" of=/tmp/q/qwen.gguf bs=1M seek=$((10#$N * 52)) conv=notrunc status=none
+dd if=".chunks/c$N/part" of=/tmp/q/qwen.gguf bs=1M seek=$((10#$N * 48)) conv=notrunc status=none
 ls -l /tmp/q/qwen.gguf
