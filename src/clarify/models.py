@@ -18,7 +18,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -83,8 +85,9 @@ def prepare_student(spec: str, out_dir: str | Path, manifest_path: str | Path) -
         tmp = out.with_name(out.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
-        tokenizer = load_tokenizer(source, gguf_file=gguf_file)
-        model = _from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+        with one_gguf_parse():   # tokenizer, config and weights each read the GGUF: parse it once
+            tokenizer = load_tokenizer(source, gguf_file=gguf_file)
+            model = _from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
         # A GGUF-loaded model carries its quantizer; saving it would write a config that claims
         # to be quantised, and the reload would fail. The weights are already dequantised.
         if getattr(model, "hf_quantizer", None) is not None:
@@ -97,6 +100,34 @@ def prepare_student(spec: str, out_dir: str | Path, manifest_path: str | Path) -
         manifest["path"] = str(out)
     write_json(manifest_path, manifest)
     return manifest
+
+
+@contextmanager
+def one_gguf_parse():
+    """Within the block, ``gguf.GGUFReader(path)`` parses each file once and hands out that reader.
+
+    transformers builds a fresh ``GGUFReader`` for the tokenizer, the config and the weights of one
+    GGUF (``load_gguf_checkpoint`` imports it from ``gguf`` at each call). Parsing the metadata is
+    the slow part for a large vocabulary: Gemma-3-270M's 262k tokens take ~40 s a parse on one CPU
+    core, so three parses were most of ``prepare_student``'s 135 s. The reader is read-only (a
+    memmap), so sharing it changes nothing else.
+    """
+    import gguf
+
+    real = gguf.GGUFReader
+    readers: dict[tuple[str, str], object] = {}
+
+    def shared(path, mode="r"):
+        key = (os.path.realpath(os.fspath(path)), mode)
+        if key not in readers:
+            readers[key] = real(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = real
 
 
 def load_student(student_dir: str | Path, student: dict, quantization: dict, adapter: str | None = None):
