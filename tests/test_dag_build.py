@@ -51,3 +51,41 @@ def test_dry_run_of_the_demo_imports_no_torch(tmp_path):
     assert probe["loaded"] == [], f"building the DAG imported {probe['loaded']}"
     # the Snakefile's gc.freeze(): Snakemake's ~1200 modules skipped by every later collection (~0.7 s)
     assert probe["frozen"] > 50_000, probe["frozen"]
+
+
+DUMP_TRAINING_PARAMS = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
+repo, workdir, overrides = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=2), snakefile=repo / "Snakefile", workdir=workdir,
+                            config_settings=ConfigSettings(configfiles=[repo / "config.yaml", repo / "config" / "demo.yaml"],
+                                                           config=overrides))
+    dag = workflow.dag(DAGSettings(targets={"results/report.md"}))
+    dag.execute_workflow(executor="dryrun", execution_settings=ExecutionSettings())
+    jobs = workflow._workflow.dag.jobs
+    print("PARAMS " + json.dumps({job.rule.name: dict(job.params.items())["eval"] for job in jobs
+                                  if job.rule.name.startswith("train_phase")}))
+"""
+
+
+def training_eval_params(tmp_path, overrides: dict) -> dict:
+    overrides = {"data": {"source": str(SHARED_DATA)}, **overrides}
+    result = subprocess.run([sys.executable, "-c", DUMP_TRAINING_PARAMS, str(REPO), str(tmp_path), json.dumps(overrides)],
+                            capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("PARAMS ")]
+    assert lines, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads(lines[-1][len("PARAMS "):])
+
+
+def test_a_cot_sc_dev_check_gets_the_self_consistency_settings_and_only_its_phase_reruns(tmp_path):
+    """phase_c.dev_mode: cot_sc puts eval.sc_* into Phase C's params (so changing them reruns Phase C);
+    Phases A and B, whose dev checks do not sample, keep the params they had (no rerun)."""
+    before = training_eval_params(tmp_path / "a", {})
+    after = training_eval_params(tmp_path / "b", {"phase_c": {"dev_mode": "cot_sc"}, "eval": {"sc_samples": 3}})
+    assert set(before) == {"train_phase_a", "train_phase_b", "train_phase_c"}
+    assert not any(key.startswith("sc_") for params in before.values() for key in params)
+    assert after["train_phase_a"] == before["train_phase_a"] and after["train_phase_b"] == before["train_phase_b"]
+    assert after["train_phase_c"] == {**before["train_phase_c"], "sc_samples": 3, "sc_temperature": 0.7, "sc_seed": 0}

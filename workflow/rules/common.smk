@@ -137,9 +137,13 @@ def eval_settings(wildcards):
             **mode_settings(wildcards.mode, config["eval"], model_config(wildcards.model)["drafts"])}
 
 
-def training_eval_settings():
-    """What the per-epoch dev check needs: generation settings (it scores in the phase's batch size)."""
-    return {**pick("eval", "cot_max_new_tokens"), "drafts": config["drafts"]}
+def training_eval_settings(phase_settings):
+    """What the per-epoch dev check needs: generation settings (it scores in the phase's batch size),
+    and the self-consistency ones when the phase's dev mode is cot_sc."""
+    settings = {**pick("eval", "cot_max_new_tokens"), "drafts": config["drafts"]}
+    if phase_settings["dev_mode"] == "cot_sc":
+        settings.update(pick("eval", "sc_samples", "sc_temperature", "sc_seed"))
+    return settings
 
 
 def local_data_source(wildcards):

@@ -84,7 +84,7 @@ rule train_phase_c:
         adapter=directory("models/dpo_phaseC/round{round}"),
     params:
         settings=phase_c_settings(),
-        eval=training_eval_settings(),
+        eval=training_eval_settings(config["phase_c"]),
         student=config["student"],
         quantization=config["quantization"],
         work_dir=lambda wildcards: f"models/checkpoints/phase_c_round{wildcards.round}",

@@ -14,7 +14,7 @@ rule train_phase_a:
         lora=config["lora"],
         student=config["student"],
         quantization=config["quantization"],
-        eval=training_eval_settings(),
+        eval=training_eval_settings(config["phase_a"]),
         checkpoints="models/checkpoints/phase_a",
     log:
         log_path("train_phase_a"),
@@ -43,7 +43,7 @@ use rule train_phase_a as train_phase_b with:
         lora=config["lora"],
         student=config["student"],
         quantization=config["quantization"],
-        eval=training_eval_settings(),
+        eval=training_eval_settings(config["phase_b"]),
         checkpoints="models/checkpoints/phase_b",
     log:
         log_path("train_phase_b"),

@@ -47,7 +47,7 @@ use rule train_phase_b as variant_phase_b with:
         lora=config["lora"],
         student=config["student"],
         quantization=config["quantization"],
-        eval=training_eval_settings(),
+        eval=lambda wildcards: training_eval_settings(variant(wildcards).config["phase_b"]),
         checkpoints=lambda wildcards: f"models/checkpoints/variants/{wildcards.name}/phase_b",
     wildcard_constraints:
         name=VARIANT_NAMES,
@@ -113,7 +113,7 @@ use rule variant_phase_b as variant_self_train_phase_b with:
         lora=config["lora"],
         student=config["student"],
         quantization=config["quantization"],
-        eval=training_eval_settings(),
+        eval=lambda wildcards: training_eval_settings(variant(wildcards).config["phase_b"]),
         checkpoints=lambda wildcards: f"models/checkpoints/variants/{wildcards.name}/phase_b_round{wildcards.round}",
     wildcard_constraints:
         name=VARIANT_NAMES,
@@ -171,7 +171,7 @@ use rule train_phase_c as variant_phase_c with:
         adapter=directory("models/variants/{name}/phase_c"),
     params:
         settings=lambda wildcards: phase_c_settings(section=variant(wildcards).config["phase_c"]),
-        eval=training_eval_settings(),
+        eval=lambda wildcards: training_eval_settings(variant(wildcards).config["phase_c"]),
         student=config["student"],
         quantization=config["quantization"],
         work_dir=lambda wildcards: f"models/checkpoints/variants/{wildcards.name}/phase_c",
