@@ -21,10 +21,10 @@ DATA_STACK = ("pandas", "numpy", "matplotlib", "statsmodels", "scipy")
 
 def loaded(code: str, modules: tuple[str, ...], cwd: Path = REPO) -> dict:
     """Run ``code`` in a fresh interpreter; which of ``modules`` it left in ``sys.modules``, and its exit."""
-    probe = ("import json, sys\ncode = 0\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines())
+    probe = ("import gc, json, sys\ncode = 0\ntry:\n" + "".join(f"    {line}\n" for line in code.splitlines())
              + "except SystemExit as exc:\n    code = exc.code\n"
              + f"print('PROBE ' + json.dumps({{'exit': code, 'loaded': [m for m in {list(modules)!r} "
-             + "if m in sys.modules]}))\n")
+             + "if m in sys.modules], 'frozen': gc.get_freeze_count()}))\n")
     result = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=300)
     lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
     assert lines, f"the probe did not finish ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
@@ -49,3 +49,5 @@ def test_dry_run_of_the_demo_imports_no_torch(tmp_path):
     assert probe["exit"] in (0, None), probe["output"][-3000:]
     assert "Job stats:" in probe["output"] and "report" in probe["output"]
     assert probe["loaded"] == [], f"building the DAG imported {probe['loaded']}"
+    # the Snakefile's gc.freeze(): Snakemake's ~1200 modules skipped by every later collection (~0.7 s)
+    assert probe["frozen"] > 50_000, probe["frozen"]

@@ -12,7 +12,7 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 
 from clarify import dpo
-from clarify.config import schema_defaults
+from clarify.config import load_schema, schema_defaults
 from clarify.dpo import ScheduledDPOConfig, build_trainer, train_dpo
 from clarify.dpo_losses import cal_paper_losses
 from clarify.dpo_schedule import check_schedule, resolve_schedule
@@ -383,3 +383,28 @@ def test_a_run_the_guard_stopped_is_not_trained_on_after_a_kill(tiny_model_dir, 
     assert log["resumed_from"].endswith("checkpoint-2") and log["epochs_run"] == 1 and log["kept_epoch"] == 0
     assert "pp below the best so far" in log["stop_reason"] and len(log["steps"]) == 2
     assert same_weights(tmp_path / "out", phase_b)
+
+
+def test_dev_check_in_self_consistency_mode(tiny_model_dir, phase_b, settings, pairs, tmp_path):
+    """phase_c.dev_mode: cot_sc selects epochs on the majority of sampled reasonings (seeded, so epoch 0
+    equals cot_sc scoring of Phase B's adapter outside training)."""
+    sc = {"cot_max_new_tokens": 8, "sc_samples": 3, "sc_temperature": 0.7, "sc_seed": 0}
+    log = train_dpo(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                    quantization={"load_in_4bit": False},
+                    settings={**settings, "dev_mode": "cot_sc", "schedule": [{"beta": 0.5, "loss": "sigmoid"}],
+                              "guard": {"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]}},
+                    pairs=pairs, init_adapter=str(phase_b), output_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                    dev_records=DEV, eval_settings=sc, progress=False)
+    assert log["dev_mode"] == "cot_sc" and [h["epoch"] for h in log["dev_history"]] == [0, 1]
+    model = load_model({"path": str(tiny_model_dir)}, {"dtype": "float32"}, adapter=str(phase_b))
+    frame = evaluate(model, load_tokenizer(str(tiny_model_dir)), DEV, "cot_sc",
+                     {"batch_size": settings["dev_batch_size"], **sc}, progress=False)
+    assert log["dev_history"][0]["dev_accuracy"] == pytest.approx(accuracy(frame["correct"]).accuracy)
+    assert log["dev_history"][0]["dev_pred_yes"] == pytest.approx(float(frame["pred"].mean()))
+    assert "sc_samples" in frame and int(frame["sc_samples"].iloc[0]) == 3
+
+
+def test_cot_sc_is_a_dev_mode_of_every_phase():
+    schema = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+    for phase in ("phase_a", "phase_b", "phase_c"):
+        assert "cot_sc" in schema["properties"][phase]["properties"]["dev_mode"]["enum"]
