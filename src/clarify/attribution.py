@@ -26,8 +26,9 @@ This module is the one place the attribution is defined:
 * Adaptive points (``tolerance``): per prompt, start at ``steps`` and double until the error is
   within ``tolerance`` of ``max(|f(E) - f(B)|, min_margin_change)`` or ``max_steps`` is reached;
   the path points are batched (``batch_size`` per forward/backward pass). Per-point gradient rows
-  are cached, so the nested ``simpson`` rule reuses every point when it doubles; Gauss-Legendre
-  and midpoints do not nest and recompute (at most twice the cost of their last level).
+  are cached, so the nested rules (``clenshawcurtis``, ``simpson``) reuse every point when they
+  double (``steps + 1`` gradients in all); Gauss-Legendre and midpoints do not nest and recompute
+  (at most twice the cost of their last level).
 * Shares: |attribution| on the question, the draft's first guess (with its reason), its
   clarifying sub-questions, an unsplit draft (unparsed), and the template; they sum to 1. The
   seed's criterion is read on the sub-questions (:func:`attribution_verdict`), over the questions
@@ -43,6 +44,7 @@ Gauss-Legendre points.
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 import pandas as pd
@@ -60,7 +62,9 @@ BASELINES = ("pad", "zero")
 #: Quadrature rules along the path. Gauss-Legendre (Captum's default) and the midpoint rule do not
 #: nest: doubling their points recomputes every gradient. Composite Simpson on a grid of ``steps``
 #: intervals (``steps + 1`` points, both ends included) nests: doubling reuses every point.
-METHODS = ("gausslegendre", "riemann_middle", "simpson")
+#: Clenshaw-Curtis (``steps + 1`` Chebyshev extrema, both ends included) nests too and, like
+#: Gauss-Legendre, converges fast on a smooth path (exact for polynomials of degree ``steps``).
+METHODS = ("gausslegendre", "riemann_middle", "simpson", "clenshawcurtis")
 
 #: The parts of an answer-slot prompt that attribution shares are reported on. A draft splits
 #: into its first guess (with its reason), its clarifying sub-questions, and "unsplit" (an
@@ -109,6 +113,34 @@ def _margins(model, embeds: torch.Tensor, tokens, continuations, keep: bool) -> 
     return summed[0] - summed[1]
 
 
+def _chebyshev_alpha(k: int, n: int) -> float:
+    """``(1 - cos(pi k / n)) / 2 = sin(pi k / 2n)^2``, computed from the reduced fraction k/n.
+
+    The same fraction gives the same float at every level, so node ``k`` of ``n`` intervals is
+    bit-identical to node ``2k`` of ``2n`` and the path cache (keyed by alpha) reuses it.
+    """
+    g = math.gcd(k, n)
+    return math.sin(math.pi * (k // g) / (2 * (n // g))) ** 2
+
+
+def _clenshaw_curtis_weights(n: int) -> np.ndarray:
+    """Clenshaw-Curtis weights of the ``n + 1`` Chebyshev extrema on [0, 1]; they sum to 1.
+
+    The rule integrates the Chebyshev interpolant at the extrema exactly, so its weights are the
+    DCT-I of the Chebyshev moments ``m_j = int_{-1}^{1} T_j = 2 / (1 - j^2)`` (j even; 0 for j
+    odd): ``w_k = c_k / n * sum''_j m_j cos(pi j k / n)`` on [0, 1] (``c_0 = c_n = 1/2``, else 1;
+    ``''`` halves the first and last terms), computed by one FFT of the moments' even extension
+    (Waldvogel, BIT 46 (2006) 195-202). The rule is exact for polynomials of degree ``n``.
+    """
+    j = np.arange(n + 1)
+    moments = np.zeros(n + 1)
+    moments[::2] = 2.0 / (1.0 - j[::2].astype(np.float64) ** 2)
+    cosine_sums = np.fft.rfft(np.concatenate([moments, moments[-2:0:-1]])).real[:n + 1] / 2
+    weights = cosine_sums / n
+    weights[[0, -1]] /= 2
+    return weights
+
+
 def path_points(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     """Alphas on [0, 1] and their quadrature weights (summing to 1)."""
     if method == "riemann_middle":
@@ -122,6 +154,11 @@ def path_points(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
         weights = np.ones(steps + 1)
         weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
         return np.arange(steps + 1) / steps, weights / (3 * steps)
+    if method == "clenshawcurtis":
+        if steps < 1:
+            raise InputError(f"attribution.steps: clenshawcurtis needs a number of intervals >= 1, got {steps}")
+        alphas = np.array([_chebyshev_alpha(k, steps) for k in range(steps + 1)])
+        return alphas, _clenshaw_curtis_weights(steps)
     raise InputError(f"attribution.method: must be one of {METHODS}, got {method!r}")
 
 
@@ -147,7 +184,7 @@ class _Path:
 
     ``contributions(alphas)`` gives, per alpha, each token's ``sum_d (E - B)_{i,d} dF/dE_a[i, d]``;
     every quadrature rule is a weighted sum of these rows. Rows are cached by alpha, so a rule
-    whose points nest (simpson) evaluates each gradient once however often it doubles.
+    whose points nest (clenshawcurtis, simpson) evaluates each gradient once however often it doubles.
     """
 
     def __init__(self, model, tokenizer, prompt: str, baseline: str, keep_first_token: bool):
