@@ -12,8 +12,8 @@ while [ ! -f /tmp/dag/rc ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
 grep -E "steps \(|Error|error|Finished job|Exiting" /tmp/dag/snakemake.log | tail -25
 cp /tmp/dag/snakemake.log /tmp/dag/versions.txt "$OUT/" 2>/dev/null
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-# data/ whole (splits, drafts, corpora, pairs, own samples: ~4 MB compressed) so that, if the device time
-# runs out before the report, the CPU-only rules (attribution_table, report) can finish from these files.
+# data/ whole (splits, drafts, corpora, pairs, own samples: a few MB compressed): with results/ and the
+# training logs, what the report reads, should the device time run out before it.
 tar czf "$OUT/results.tgz" results logs data models/student/manifest.json \
   $(find models -name "*log.json" -not -path "*/checkpoints/*" 2>/dev/null) 2>/dev/null
 ls -la "$OUT"
