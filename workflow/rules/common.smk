@@ -138,12 +138,10 @@ def eval_settings(wildcards):
 
 
 def training_eval_settings(phase_settings):
-    """What the per-epoch dev check needs: generation settings (it scores in the phase's batch size),
-    and the self-consistency ones when the phase's dev mode is cot_sc."""
-    settings = {**pick("eval", "cot_max_new_tokens"), "drafts": config["drafts"]}
-    if phase_settings["dev_mode"] == "cot_sc":
-        settings.update(pick("eval", "sc_samples", "sc_temperature", "sc_seed"))
-    return settings
+    """What the per-epoch dev check needs (it scores in the phase's batch size): the generation
+    settings every phase has had, and what its dev mode reads beyond them (cot_sc: eval.sc_*)."""
+    return {**pick("eval", "cot_max_new_tokens"), "drafts": config["drafts"],
+            **mode_settings(phase_settings["dev_mode"], config["eval"], config["drafts"])}
 
 
 def local_data_source(wildcards):
