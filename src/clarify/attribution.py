@@ -187,7 +187,7 @@ class _Path:
     whose points nest (clenshawcurtis, simpson) evaluates each gradient once however often it doubles.
     """
 
-    def __init__(self, model, tokenizer, prompt: str, baseline: str, keep_first_token: bool):
+    def __init__(self, model, tokenizer, prompt: str, baseline: str, keep_first_token: bool, batch_size: int):
         encoded = tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
         self.ids = list(encoded["input_ids"])
         special_ids = set(tokenizer.all_special_ids)
@@ -200,7 +200,7 @@ class _Path:
         self.answer = answer_tokens(tokenizer, prompt)
         self.keep = _accepts_logits_to_keep(model)
         self.cache: dict[float, np.ndarray] = {}
-        self.batch_size = 1 << 30                                            # lowered by an out-of-memory
+        self.batch_size = batch_size                                         # halved on out-of-memory
         model.eval()
         embedding = model.get_input_embeddings()
         device = self.device = embedding.weight.device
@@ -221,7 +221,7 @@ class _Path:
         require_finite([self.margin, self.baseline_margin],
                        "attribution: the answer margin at the prompt and at the baseline")
 
-    def contributions(self, alphas: np.ndarray, batch_size: int) -> np.ndarray:
+    def contributions(self, alphas: np.ndarray) -> np.ndarray:
         """(len(alphas), T) float64: per alpha, each token's gradient-times-delta along the path.
 
         A batch of path points that runs out of GPU memory is retried at half the size (attribution
@@ -240,9 +240,8 @@ class _Path:
                 self.cache[alpha] = row
 
         with torch.inference_mode(False), torch.enable_grad():
-            self.batch_size = in_halving_batches(range(len(missing)), min(batch_size, self.batch_size),
-                                                 run_batch, model=self.model, desc="attribution path",
-                                                 noun="points", progress=False)
+            self.batch_size = in_halving_batches(range(len(missing)), self.batch_size, run_batch, model=self.model,
+                                                 desc="attribution path", noun="points", progress=False)
         return np.stack([self.cache[float(a)] for a in alphas])
 
 
@@ -269,14 +268,14 @@ def integrated_gradients(model, tokenizer, prompt: str, steps: int = 50, baselin
     if baseline == "pad" and tokenizer.pad_token_id is None:
         raise InputError("attribution.baseline: 'pad' needs a tokenizer with a pad token; use 'zero'")
 
-    path = _Path(model, tokenizer, prompt, baseline, keep_first_token)
+    path = _Path(model, tokenizer, prompt, baseline, keep_first_token, batch_size)
     change = path.margin - path.baseline_margin
     allowed = None if tolerance is None else tolerance * max(abs(change), min_margin_change)
     history, level, evaluated = [], steps, 0
     while True:
         alphas, weights = path_points(level, method)
         evaluated += sum(float(a) not in path.cache for a in alphas)
-        attributions = weights @ path.contributions(alphas, batch_size)
+        attributions = weights @ path.contributions(alphas)
         require_finite(attributions, "attribution: integrated gradients")
         error = abs(float(attributions.sum()) - change)
         history.append((level, error))

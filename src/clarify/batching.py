@@ -1,4 +1,4 @@
-"""Batches that shrink when the GPU runs out of memory: one loop for generation and scoring."""
+"""Batches that shrink when the GPU runs out of memory: one loop for generation, scoring and attribution."""
 
 from __future__ import annotations
 

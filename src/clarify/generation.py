@@ -25,6 +25,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from .batching import in_halving_batches
 
+
 class SeededGumbelSampler(LogitsProcessor):
     """Turn greedy decoding into sampling at ``temperature`` with one random stream per row.
 

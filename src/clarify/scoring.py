@@ -21,6 +21,7 @@ from .errors import InputError
 from .numerics import require_finite
 from .prompts import ANSWER_TEXT, answer_prompt
 
+
 @dataclass(frozen=True)
 class AnswerTokens:
     """Token ids of the two answer continuations, as this tokenizer splits them."""
