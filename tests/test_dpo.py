@@ -223,11 +223,11 @@ def scripted_dev(monkeypatch, results: list[tuple[float, float]]):
     return calls
 
 
-def run(tiny_model_dir, phase_b, settings, pairs, tmp_path, **overrides):
+def run(tiny_model_dir, phase_b, settings, pairs, tmp_path, eval_settings=None, **overrides):
     return train_dpo(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
                      quantization={"load_in_4bit": False}, settings={**settings, **overrides}, pairs=pairs,
                      init_adapter=str(phase_b), output_dir=tmp_path / "out", work_dir=tmp_path / "work",
-                     dev_records=DEV, eval_settings={"cot_max_new_tokens": 8}, progress=False)
+                     dev_records=DEV, eval_settings=eval_settings or {"cot_max_new_tokens": 8}, progress=False)
 
 
 def same_weights(adapter_dir, other_dir) -> bool:
@@ -389,12 +389,8 @@ def test_dev_check_in_self_consistency_mode(tiny_model_dir, phase_b, settings, p
     """phase_c.dev_mode: cot_sc selects epochs on the majority of sampled reasonings (seeded, so epoch 0
     equals cot_sc scoring of Phase B's adapter outside training)."""
     sc = {"cot_max_new_tokens": 8, "sc_samples": 3, "sc_temperature": 0.7, "sc_seed": 0}
-    log = train_dpo(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
-                    quantization={"load_in_4bit": False},
-                    settings={**settings, "dev_mode": "cot_sc", "schedule": [{"beta": 0.5, "loss": "sigmoid"}],
-                              "guard": {"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]}},
-                    pairs=pairs, init_adapter=str(phase_b), output_dir=tmp_path / "out", work_dir=tmp_path / "work",
-                    dev_records=DEV, eval_settings=sc, progress=False)
+    log = run(tiny_model_dir, phase_b, settings, pairs, tmp_path, eval_settings=sc, dev_mode="cot_sc",
+              schedule=[{"beta": 0.5, "loss": "sigmoid"}], guard={"max_dev_drop_pp": 100.0, "yes_share_band": [0.0, 1.0]})
     assert log["dev_mode"] == "cot_sc" and [h["epoch"] for h in log["dev_history"]] == [0, 1]
     model = load_model({"path": str(tiny_model_dir)}, {"dtype": "float32"}, adapter=str(phase_b))
     frame = evaluate(model, load_tokenizer(str(tiny_model_dir)), DEV, "cot_sc",
