@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Start benchmarks/train_eval_benchmark.py in the background on the GPU machine (own process session,
+# so it runs on across calls), e.g. while tools/device/put_chunk.sh uploads the GGUF: that upload is
+# I/O only and leaves the GPU idle. Carry .whl, .whl-bnb (bitsandbytes, for the 4-bit rows) and .data.
+# The code is copied to /tmp/bench first, so later calls that refresh the checkout do not touch it.
+# tools/device/dag_poll.sh brings back /tmp/bench/bench.json and its log.
+#   bash tools/device/bench_bg.sh --rows A-seed B-seed A-default B-default --time-limit 150
+set -uo pipefail
+if [ ! -f /tmp/site/.installed ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && touch /tmp/site/.installed || exit 1
+fi
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-bnb .whl-bnb/*.whl || exit 1
+mkdir -p /tmp/bench/code && cp -r src benchmarks .data /tmp/bench/code/ || exit 1
+cd /tmp/bench/code || exit 1
+export PYTHONPATH="$PWD/src:/tmp/site:/tmp/site-bnb" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+args=$(printf ' %q' "$@")
+setsid nohup bash -c "python3 benchmarks/train_eval_benchmark.py --strategyqa .data/strategyqa_train.json \
+  --out /tmp/bench/bench.json $args > /tmp/bench/log 2>&1; echo \$? > /tmp/bench/rc" > /dev/null 2>&1 < /dev/null &
+sleep 2
+echo "benchmark started: $(pgrep -f train_eval_benchmark.py | head -1)"
