@@ -8,6 +8,8 @@ padded to 2048), our old default, the phase defaults, then Liger kernels
 larger micro-batches. A row that runs out of GPU memory records "out of memory"; one that cannot
 run here (no liger-kernel, no GPU, an attention without packed-sequence support) records
 "skipped: <reason>"; memory is freed before the next row. The JSON is rewritten after every row.
+``--profile``: after a row's timed epoch, a few more optimizer steps under torch.profiler
+(untimed); the row's entry gets the top ops and the device and wall time of those steps.
 
 Evaluation: answer-slot scoring (``clarify.scoring``) against generate-then-parse (the seed's
 way: max_new_tokens 35, then look for yes/no in the text) and, when ``lm_eval`` is installed,
@@ -39,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -102,6 +105,7 @@ ROWS = [
         checkpointing=False, liger=True, first=True),
     Row("A-liger-64x1", "phase_a", "Liger, micro-batch 64 x 1 (effective batch 64), grad. ckpt off",
         batch=(64, 1), checkpointing=False, liger=True),
+    Row("A-ckpt-64x1", "phase_a", "64 x 1, grad. ckpt on, no Liger", batch=(64, 1), checkpointing=True),
     Row("A-padfree", "phase_a", "16 x 2, grad. ckpt off, padding-free batches", batch=(16, 2), checkpointing=False,
         padding_free=True),
     Row("A-liger-padfree-32x1", "phase_a", "default + padding-free batches", batch=(32, 1),
@@ -110,6 +114,11 @@ ROWS = [
         checkpointing=True, first=True),
     Row("B-default", "phase_b", "ours, default: phase_b settings (grad. ckpt on with CUDA)", first=True),
     Row("B-liger", "phase_b", "default + Liger kernels", liger=True, first=True),
+    Row("B-32x1", "phase_b", "32 x 1 (the default's effective batch in one micro-batch), grad. ckpt on",
+        batch=(32, 1), checkpointing=True),
+    Row("B-liger-32x1", "phase_b", "32 x 1, grad. ckpt on, + Liger kernels", batch=(32, 1), checkpointing=True,
+        liger=True),
+    Row("B-64x1", "phase_b", "64 x 1 (effective batch 64), grad. ckpt on", batch=(64, 1), checkpointing=True),
     Row("B-ungrouped", "phase_b", "default, batches in random order instead of grouped by length", grouped=False),
     Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
     Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
@@ -294,6 +303,95 @@ def row_settings(cfg: dict, row: Row) -> dict:
     return settings
 
 
+class ProfiledSteps(TrainerCallback):
+    """torch.profiler over a trainer's optimizer steps: the first one untraced (warm-up), then ``active`` traced.
+
+    The profiler steps at every ``on_step_end`` (one optimizer step, all its accumulation
+    micro-batches); the wall clock of the traced steps runs from the end of the warm-up step to
+    the end of the last traced one, the device synchronised at both ends.
+    """
+
+    warmup = 1
+
+    def __init__(self, active: int):
+        self.active, self.marks = active, []
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(
+            activities=activities,
+            schedule=torch.profiler.schedule(wait=0, warmup=self.warmup, active=active, repeat=1))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.profiler.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.warmup <= state.global_step <= self.warmup + self.active:
+            self.marks.append(synchronized_clock())
+        self.profiler.step()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.profiler.stop()
+
+
+def synchronized_clock() -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def profile_steps(trainer, steps: int, top: int = 25) -> dict:
+    """Profile ``steps`` more optimizer steps of an already trained ``trainer`` (untimed; after its epoch).
+
+    ``trainer.train()`` runs again with ``max_steps`` = 1 + ``steps`` (the first step untraced:
+    it warms the profiler up); optimizer and scheduler are the epoch's. The top ``top`` ops by
+    self device time (self CPU time without CUDA), from ``key_averages()``, and the totals.
+    """
+    callback = ProfiledSteps(active=steps)
+    trainer.args.max_steps = ProfiledSteps.warmup + steps
+    trainer.add_callback(callback)
+    try:
+        trainer.train()
+    finally:
+        trainer.remove_callback(callback)
+    averages = callback.profiler.key_averages()
+    cuda = torch.cuda.is_available()
+
+    def ops(key: str) -> list[dict]:
+        ranked = sorted(averages, key=lambda e: getattr(e, key), reverse=True)[:top]
+        return [{"name": e.key, "calls": e.count, "self_device_ms": e.self_device_time_total / 1e3,
+                 "self_cpu_ms": e.self_cpu_time_total / 1e3, "kind": "op" if on_cpu(e) else "kernel"}
+                for e in ranked]
+
+    wall_ms = (callback.marks[-1] - callback.marks[0]) * 1e3 if len(callback.marks) > 1 else None
+    # As torch's own table totals it: kernels (and copies) only; an op's self device time is the
+    # kernels it launched, which are listed again under their own names.
+    device_ms = sum(e.self_device_time_total for e in averages
+                    if not on_cpu(e) and not getattr(e, "is_user_annotation", False)) / 1e3
+    result = {"steps": steps, "wall_ms": wall_ms, "device_ms": device_ms if cuda else None,
+              "cpu_ms": sum(e.self_cpu_time_total for e in averages) / 1e3,
+              "sorted_by": "self_device_ms" if cuda else "self_cpu_ms",
+              "ops": ops("self_device_time_total" if cuda else "self_cpu_time_total")}
+    if cuda:
+        result["device_busy_share"] = device_ms / wall_ms if wall_ms else None
+        result["ops_by_cpu"] = ops("self_cpu_time_total")
+    return result
+
+
+def on_cpu(event) -> bool:
+    return event.device_type == torch.autograd.DeviceType.CPU
+
+
+def with_profile(entry: dict, trainer, steps: int | None) -> dict:
+    """``entry`` plus ``profile`` (``profile_steps``'s result, or its failure) when ``steps`` is given."""
+    if steps:
+        try:
+            entry["profile"] = profile_steps(trainer, steps)
+        except Exception as exc:  # the timed numbers stand without it
+            entry["profile"] = {"status": failure(exc)}
+    return entry
+
+
 def timed_train(trainer) -> float:
     cuda = torch.cuda.is_available()
     if cuda:
@@ -306,8 +404,11 @@ def timed_train(trainer) -> float:
 
 
 def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Path,
-              save_adapter: Path | None = None) -> dict:
-    """One epoch of Phase A or B under the row's settings: examples/s, real tokens/s, peak GPU memory."""
+              save_adapter: Path | None = None, profile: int | None = None) -> dict:
+    """One epoch of Phase A or B under the row's settings: examples/s, real tokens/s, peak GPU memory.
+
+    ``profile``: after the epoch, that many optimizer steps more under torch.profiler (``profile_steps``).
+    """
     settings = row_settings(cfg, row)
     checkpointing, bf16 = precision(settings, row.phase)
     overrides = {"save_strategy": "no", "logging_steps": 10}
@@ -327,7 +428,8 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
         trainer.model.save_pretrained(save_adapter)
     real_tokens = int(sum(len(ids) for ids in dataset["input_ids"]))
     processed = len(dataset) * SEED_TRAINING["pad_to"] if row.seed else real_tokens
-    return {
+    peak = peak_gib()
+    return with_profile({
         "examples": len(dataset), "batch_size": settings["batch_size"], "grad_accum": settings["grad_accum"],
         "padding": (f"to {SEED_TRAINING['pad_to']}" if row.seed else
                     "none (padding-free)" if trainer.args.padding_free else
@@ -336,11 +438,12 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
         "padding_free": bool(trainer.args.padding_free),
         "mean_tokens": real_tokens / len(dataset), "seconds": seconds,
         "examples_per_s": len(dataset) / seconds, "tokens_per_s": real_tokens / seconds,
-        "processed_tokens_per_s": processed / seconds, "peak_gib": peak_gib(), "lora_targets": targets,
-    }
+        "processed_tokens_per_s": processed / seconds, "peak_gib": peak, "lora_targets": targets,
+    }, trainer, profile)
 
 
-def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: Path, workdir: Path) -> dict:
+def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: Path, workdir: Path,
+              profile: int | None = None) -> dict:
     """One epoch of Phase C (the pipeline's ScheduledDPOTrainer from ``adapter``): pairs/s and peak memory."""
     settings = row_settings(cfg, row)
     trainer = build_dpo_trainer(manifest=manifest, student=cfg["student"], quantization=cfg["quantization"],
@@ -350,7 +453,8 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
     real_tokens = sum(len(tokenizer(p["prompt"] + p[side])["input_ids"])
                       for p in pairs for side in ("chosen", "rejected"))
     seconds = timed_train(trainer)
-    return {
+    peak = peak_gib()
+    return with_profile({
         "examples": len(pairs), "unit": "pairs", "batch_size": settings["batch_size"],
         "grad_accum": settings["grad_accum"], "schedule": trainer.args.schedule,
         "padding": "longest in batch (TRL's DPO collator)",
@@ -358,8 +462,8 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
         "use_liger_kernel": bool(trainer.args.use_liger_kernel), "padding_free": False,
         "mean_tokens": real_tokens / len(pairs), "seconds": seconds, "examples_per_s": len(pairs) / seconds,
         "tokens_per_s": real_tokens / seconds, "processed_tokens_per_s": real_tokens / seconds,
-        "peak_gib": peak_gib(),
-    }
+        "peak_gib": peak,
+    }, trainer, profile)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -392,8 +496,15 @@ def summary(entry: dict) -> str:
         return entry["status"]
     peak = f", peak {entry['peak_gib']:.2f} GiB" if entry.get("peak_gib") is not None else ""
     unit = entry.get("unit", "examples")
+    profile = entry.get("profile", {})
+    if profile.get("wall_ms"):
+        busy = f", GPU busy {profile['device_busy_share']:.0%}" if profile.get("device_busy_share") else ""
+        top = profile["ops"][0]["name"][:60] if profile["ops"] else "-"
+        profile = f"; profile: {profile['wall_ms'] / profile['steps']:.0f} ms/step{busy}, top {top}"
+    elif profile:
+        profile = f"; profile {profile['status']}"
     return (f"{entry['examples_per_s']:.2f} {unit}/s, {entry['tokens_per_s']:.0f} tokens/s{peak} "
-            f"({entry['examples']} {unit}, {entry['seconds']:.1f} s training)")
+            f"({entry['examples']} {unit}, {entry['seconds']:.1f} s training){profile or ''}")
 
 
 YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
@@ -514,12 +625,22 @@ def parse_args(argv=None):
     parser.add_argument("--vocab-size", type=int, default=32000)
     parser.add_argument("--time-limit", type=float, default=250.0,
                         help="start no row after this many seconds; later rows are recorded as skipped")
+    parser.add_argument("--profile", nargs="*", default=None, metavar="ROW",
+                        help="after each training row's timed epoch (or only the ROWs named), profile "
+                             "--profile-steps more optimizer steps with torch.profiler (untimed); "
+                             "the row's JSON entry gets a 'profile'")
+    parser.add_argument("--profile-steps", type=int, default=3, help="optimizer steps traced by --profile")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny Llama on CPU: run every row's code path, measure nothing")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if not args.strategyqa and not (args.corpus_a and args.corpus_b and args.questions):
         parser.error("give --strategyqa PATH, or all of --corpus-a, --corpus-b and --questions")
+    if args.profile_steps < 1:
+        parser.error("--profile-steps must be at least 1")
+    unknown = sorted(set(args.profile or ()) - {row.name for row in ROWS})
+    if unknown:
+        parser.error(f"--profile: unknown training rows {', '.join(unknown)}")
     return args
 
 
@@ -601,10 +722,14 @@ def main(argv=None) -> None:
                 examples = (args.seed_examples if row.seed else args.dpo_examples if row.phase == "phase_c"
                             else args.examples)
                 data = corpora[row.phase][:examples]
+                profile = args.profile_steps if args.profile is not None and (
+                    not args.profile or row.name in args.profile) else None
                 if row.phase == "phase_c":
-                    run = lambda row=row, data=data: dpo_epoch(manifest, cfg, row, data, adapter, work)  # noqa: E731
+                    run = lambda row=row, data=data, profile=profile: dpo_epoch(  # noqa: E731
+                        manifest, cfg, row, data, adapter, work, profile=profile)
                 else:
-                    run = lambda row=row, data=data: sft_epoch(manifest, cfg, row, data, work)  # noqa: E731
+                    run = lambda row=row, data=data, profile=profile: sft_epoch(  # noqa: E731
+                        manifest, cfg, row, data, work, profile=profile)
                 with module_patches_undone(manifest["path"]):
                     entry = run_training_row(row, run)
             report["training"].append(entry)

@@ -97,7 +97,7 @@ def test_a_row_that_runs_out_of_memory_or_fails_is_recorded_not_raised(bench):
 def test_a_failing_liger_warm_up_is_recorded_and_retried_without_liger(bench, shared_data, tmp_path, monkeypatch):
     calls = []
 
-    def fake_epoch(manifest, cfg, row, rows, workdir, save_adapter=None):
+    def fake_epoch(manifest, cfg, row, rows, workdir, save_adapter=None, profile=None):
         calls.append((row.name, row.liger))
         if row.name == "warm-up" and row.liger:
             raise RuntimeError("triton compilation failed")
@@ -113,3 +113,66 @@ def test_a_failing_liger_warm_up_is_recorded_and_retried_without_liger(bench, sh
         (True, "failed: RuntimeError: triton compilation failed"), (False, "ok")]
     assert calls == [("warm-up", True), ("warm-up", False), ("A-16x2-liger", True)]
     assert report["training"][0]["status"] == "ok"
+
+
+def test_new_batch_rows_are_selectable_by_name(bench):
+    names = ["A-ckpt-64x1", "B-32x1", "B-liger-32x1", "B-64x1"]
+    rows, _ = bench.select_rows(names)
+    assert [r.name for r in rows] == names
+    settings = {r.name: bench.row_settings(bench.schema_defaults(bench.ROOT / "workflow/schemas/config.schema.yaml"), r)
+                for r in rows}
+    assert [(s["batch_size"], s["grad_accum"], s["gradient_checkpointing"], s["use_liger_kernel"])
+            for s in settings.values()] == [(64, 1, True, False), (32, 1, True, False), (32, 1, True, True),
+                                             (64, 1, True, False)]
+
+
+def test_profile_adds_the_top_ops_and_totals_of_a_few_untimed_steps(bench, shared_data, tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "A-16x2", "B-32x1", "--examples", "8",
+                "--warmup-examples", "4", "--profile", "B-32x1", "--profile-steps", "2", "--out", str(out)])
+    entries = {e["row"]: e for e in json.loads(out.read_text())["training"]}
+    assert "profile" not in entries["A-16x2"]  # only the rows --profile names
+    entry = entries["B-32x1"]
+    assert entry["status"] == "ok" and entry["examples"] == 8 and entry["seconds"] > 0
+    profile = entry["profile"]
+    assert profile["steps"] == 2 and profile["sorted_by"] == "self_cpu_ms" and profile["device_ms"] is None
+    assert profile["wall_ms"] > 0 and profile["cpu_ms"] > 0
+    ops = profile["ops"]
+    assert 0 < len(ops) <= 25 and set(ops[0]) == {"name", "calls", "self_device_ms", "self_cpu_ms", "kind"}
+    times = [op["self_cpu_ms"] for op in ops]
+    assert times == sorted(times, reverse=True) and times[0] > 0
+    assert any(op["name"] == "aten::mm" for op in ops)  # the LoRA matmuls were traced
+
+
+def test_profile_names_only_training_rows(bench, shared_data, tmp_path):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--strategyqa", str(shared_data), "--profile", "B-nope", "--out", str(tmp_path / "b.json")])
+    args = bench.parse_args(["--strategyqa", str(shared_data), "--profile", "--out", str(tmp_path / "b.json")])
+    assert args.profile == [] and args.profile_steps == 3
+
+
+def test_a_failing_profile_is_recorded_and_the_row_keeps_its_numbers(bench):
+    from types import SimpleNamespace
+
+    class Broken:
+        args = SimpleNamespace(max_steps=-1)
+        callbacks = []
+
+        def add_callback(self, callback):
+            self.callbacks.append(callback)
+
+        def remove_callback(self, callback):
+            self.callbacks.remove(callback)
+
+        def train(self):
+            raise RuntimeError("CUPTI unavailable")
+
+    trainer = Broken()
+    entry = bench.with_profile({"examples": 4, "examples_per_s": 2.0}, trainer, 3)
+    assert entry == {"examples": 4, "examples_per_s": 2.0,
+                     "profile": {"status": "failed: RuntimeError: CUPTI unavailable"}}
+    assert trainer.args.max_steps == 4 and trainer.callbacks == []
+    assert bench.with_profile({"examples": 4}, trainer, None) == {"examples": 4}
+    line = bench.summary({"status": "ok", "examples_per_s": 2.0, "tokens_per_s": 9.0, "examples": 4, "seconds": 2.0,
+                          "profile": entry["profile"]})
+    assert line.endswith("; profile failed: RuntimeError: CUPTI unavailable")
