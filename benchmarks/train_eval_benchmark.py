@@ -85,6 +85,7 @@ class Row:
     padding_free: bool = False
     grouped: bool = True  # batches grouped by length (the pipeline's only way); False: random order
     first: bool = False  # runs before the others, so that a --time-limit cut keeps it
+    cudnn: bool = False  # student.cudnn_attention: cuDNN among the SDPA backends (off by default)
 
 
 #: The training rows, in table order; ``--rows`` picks by name or by phase letter. Rows marked
@@ -119,6 +120,8 @@ ROWS = [
     Row("B-liger-32x1", "phase_b", "32 x 1, grad. ckpt on, + Liger kernels", batch=(32, 1), checkpointing=True,
         liger=True),
     Row("B-64x1", "phase_b", "64 x 1 (effective batch 64), grad. ckpt on", batch=(64, 1), checkpointing=True),
+    Row("B-32x1-cudnn", "phase_b", "32 x 1, grad. ckpt on, cuDNN attention allowed (torch's choice before "
+        "student.cudnn_attention)", batch=(32, 1), checkpointing=True, cudnn=True),
     Row("B-ungrouped", "phase_b", "default, batches in random order instead of grouped by length", grouped=False),
     Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
     Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
@@ -416,7 +419,8 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
         overrides.update(pad_to_multiple_of=SEED_TRAINING["pad_to"])
     if row.seed or not row.grouped:
         overrides.update(train_sampling_strategy="random")
-    model, targets = build_peft_model(manifest, cfg["student"], cfg["quantization"], cfg["lora"], None,
+    student = dict(cfg["student"], cudnn_attention=row.cudnn)
+    model, targets = build_peft_model(manifest, student, cfg["quantization"], cfg["lora"], None,
                                       gradient_checkpointing=checkpointing)
     tokenizer = load_tokenizer(manifest["path"])
     dataset = to_dataset(rows, tokenizer, settings["max_length"])
@@ -446,7 +450,8 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
               profile: int | None = None) -> dict:
     """One epoch of Phase C (the pipeline's ScheduledDPOTrainer from ``adapter``): pairs/s and peak memory."""
     settings = row_settings(cfg, row)
-    trainer = build_dpo_trainer(manifest=manifest, student=cfg["student"], quantization=cfg["quantization"],
+    student = dict(cfg["student"], cudnn_attention=row.cudnn)
+    trainer = build_dpo_trainer(manifest=manifest, student=student, quantization=cfg["quantization"],
                                 settings=settings, pairs=pairs, init_adapter=str(adapter), work_dir=workdir / row.name,
                                 progress=False)
     tokenizer = load_tokenizer(manifest["path"])

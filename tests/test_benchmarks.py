@@ -116,14 +116,15 @@ def test_a_failing_liger_warm_up_is_recorded_and_retried_without_liger(bench, sh
 
 
 def test_new_batch_rows_are_selectable_by_name(bench):
-    names = ["A-ckpt-64x1", "B-32x1", "B-liger-32x1", "B-64x1"]
+    names = ["A-ckpt-64x1", "B-32x1", "B-liger-32x1", "B-64x1", "B-32x1-cudnn"]
     rows, _ = bench.select_rows(names)
     assert [r.name for r in rows] == names
     settings = {r.name: bench.row_settings(bench.schema_defaults(bench.ROOT / "workflow/schemas/config.schema.yaml"), r)
                 for r in rows}
     assert [(s["batch_size"], s["grad_accum"], s["gradient_checkpointing"], s["use_liger_kernel"])
             for s in settings.values()] == [(64, 1, True, False), (32, 1, True, False), (32, 1, True, True),
-                                             (64, 1, True, False)]
+                                             (64, 1, True, False), (32, 1, True, False)]
+    assert [r.cudnn for r in rows] == [False, False, False, False, True]
 
 
 def test_profile_adds_the_top_ops_and_totals_of_a_few_untimed_steps(bench, shared_data, tmp_path):

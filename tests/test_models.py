@@ -151,3 +151,15 @@ def test_one_gguf_parse_shares_one_reader_per_file_and_restores_gguf(tmp_path):
         from gguf import GGUFReader                                         # as transformers imports it
         assert GGUFReader(paths[0]) is first
     assert gguf.GGUFReader is real and real(paths[0]) is not first          # outside: a fresh parse
+
+
+def test_loading_a_model_sets_the_cudnn_attention_switch_both_ways(tiny_model_dir):
+    """student.cudnn_attention decides whether SDPA may pick cuDNN; each load sets it, on or off."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        load_model({"path": str(tiny_model_dir)}, {"dtype": "float32", "cudnn_attention": True})
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        load_model({"path": str(tiny_model_dir)}, {"dtype": "float32"})       # the schema's default: off
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

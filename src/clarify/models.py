@@ -187,6 +187,7 @@ def load_model(manifest: dict, student: dict, quantization: dict | None = None, 
     they are not quantised (faster inference; identical outputs). ``gguf_file`` loads a GGUF in
     the manifest's folder directly (the hf teacher; the student is converted once instead).
     """
+    select_attention_backends(student)
     quant = quantization_config(quantization or {})
     dtype = student.get("dtype", "float32")
     if dtype == "auto":
@@ -207,6 +208,18 @@ def load_model(manifest: dict, student: dict, quantization: dict | None = None, 
             model = model.merge_and_unload()
     model.eval()
     return model
+
+
+def select_attention_backends(student: dict) -> None:
+    """Allow or rule out cuDNN among torch's SDPA backends (``student.cudnn_attention``; a
+    process-wide switch, set both ways so that the last model loaded decides).
+
+    With a padding mask, torch 2.11 tries cuDNN attention first on Hopper, and cuDNN builds an
+    execution plan for every new (batch, length) shape: in a profile of Phase B on the H200
+    (benchmarks/README.md) those calls took 3.5 s of host time in 6.0 s of wall time while the GPU
+    was busy 17% of it. Without cuDNN, SDPA runs the flash or memory-efficient kernels. CPUs ignore it.
+    """
+    torch.backends.cuda.enable_cudnn_sdp(bool(student.get("cudnn_attention", False)))
 
 
 def _from_pretrained(path: str, gguf_file: str | None, **kwargs):
