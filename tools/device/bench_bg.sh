@@ -11,7 +11,9 @@ if [ ! -f /tmp/site/.installed ]; then
     && touch /tmp/site/.installed || exit 1
 fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-bnb .whl-bnb/*.whl || exit 1
-mkdir -p /tmp/bench/code && cp -r src benchmarks workflow .data /tmp/bench/code/ || exit 1
+# tests/tiny_model.py: the text the benchmark trains its tokenizer on
+mkdir -p /tmp/bench/code/tests && cp -r src benchmarks workflow .data /tmp/bench/code/ \
+  && cp tests/tiny_model.py /tmp/bench/code/tests/ || exit 1
 cd /tmp/bench/code || exit 1
 export PYTHONPATH="$PWD/src:/tmp/site:/tmp/site-bnb" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 args=$(printf ' %q' "$@")

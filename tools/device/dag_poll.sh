@@ -2,7 +2,7 @@
 # Wait up to SECONDS (default 540) for the background DAG (tools/device/dag_start.sh), then print its
 # progress and write what it has produced so far to $OUT/results.tgz (scores, tables, figures, logs,
 # training/DPO/pairs logs of every model and variant, all of data/; no adapters).
-#   bash tools/device/dag_poll.sh [SECONDS]
+#   bash tools/device/dag_poll.sh [SECONDS]    # as long as a call allows (e.g. 560): a gap of over 30 s between calls gives the machine back
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
