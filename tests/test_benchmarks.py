@@ -177,3 +177,24 @@ def test_a_failing_profile_is_recorded_and_the_row_keeps_its_numbers(bench):
     line = bench.summary({"status": "ok", "examples_per_s": 2.0, "tokens_per_s": 9.0, "examples": 4, "seconds": 2.0,
                           "profile": entry["profile"]})
     assert line.endswith("; profile failed: RuntimeError: CUPTI unavailable")
+
+
+def test_the_cudnn_row_loads_its_model_with_cudnn_attention_allowed(bench, shared_data, tmp_path):
+    import torch
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    seen = []
+    real = bench.build_peft_model
+
+    def spy(manifest, student, *args, **kwargs):
+        seen.append(student["cudnn_attention"])
+        return real(manifest, student, *args, **kwargs)
+
+    bench.build_peft_model = spy
+    try:
+        bench.main(["--tiny", "--strategyqa", str(shared_data), "--rows", "B-32x1-cudnn", "B-32x1", "--examples", "4",
+                    "--warmup-examples", "4", "--out", str(tmp_path / "b.json")])
+    finally:
+        bench.build_peft_model = real
+        torch.backends.cuda.enable_cudnn_sdp(before)
+    assert seen[-2:] == [False, True]  # table order: B-32x1, then B-32x1-cudnn (the warm-up loads first)
