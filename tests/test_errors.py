@@ -29,8 +29,10 @@ SCRIPT = textwrap.dedent("""
 def run_script(tmp_path, kind, interrupt=False):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.format(src=str(SRC)))
+    # SIGINT back to its default in the child: a runner started in the background by a shell without job
+    # control ignores SIGINT, the child inherits that, and Python then installs no Ctrl-C handler.
     proc = subprocess.Popen([sys.executable, str(script), kind, str(tmp_path / "job.log")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if interrupt:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(signal.SIGINT)
