@@ -6,11 +6,9 @@
 # tools/device/dag_poll.sh brings back /tmp/bench/bench.json and its log.
 #   bash tools/device/bench_bg.sh --rows A-seed B-seed A-default B-default --time-limit 150
 set -uo pipefail
-if [ ! -f /tmp/site/.installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && touch /tmp/site/.installed || exit 1
-fi
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-bnb .whl-bnb/*.whl || exit 1
+source tools/device/wheels.sh
+install_wheels .whl-extra /tmp/site && install_wheels .whl /tmp/site && install_wheels .whl-bnb /tmp/site-bnb || exit 1
+[ -f /tmp/site/.installed ] && [ -f /tmp/site-bnb/.installed-bnb ] || { echo "bench_bg: carry .whl/ and .whl-bnb/ once"; exit 1; }
 # tests/tiny_model.py: the text the benchmark trains its tokenizer on
 mkdir -p /tmp/bench/code/tests && cp -r src benchmarks workflow .data /tmp/bench/code/ \
   && cp tests/tiny_model.py /tmp/bench/code/tests/ || exit 1

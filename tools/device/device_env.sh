@@ -1,19 +1,11 @@
-# Sourced by run_dag.sh and run_probe.sh on the GPU machine: installs the carried wheels (.whl/) once,
+# Sourced by run_dag.sh and run_probe.sh on the GPU machine: installs the carried wheels once (.whl-extra/, .whl/: wheels.sh),
 # checks the GGUF that put_chunk.sh assembled, copies the carried data (.data/) once, and exports
 # PYTHONPATH/PATH, GGUF and OUT. Returns non-zero on any failure.
 GGUF=/tmp/q/qwen.gguf
 SHA=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
-# .whl-extra/ (the largest wheels: transformers, pulp) travels in a call of its own, before .whl/, when
-# checkout + .whl/ would pass the 64 MiB carry limit; pip --target --upgrade replaces a shared bin/, so
-# it goes first.
-if [ -d .whl-extra ] && [ ! -f /tmp/site/.installed-extra ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-extra/*.whl \
-    && touch /tmp/site/.installed-extra || return 1
-fi
-if [ ! -f /tmp/site/.installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && touch /tmp/site/.installed || return 1
-fi
+source tools/device/wheels.sh
+install_wheels .whl-extra /tmp/site && install_wheels .whl /tmp/site || return 1
+[ -f /tmp/site/.installed ] || { echo "device_env: carry .whl/ once (the wheels are not installed)"; return 1; }
 export PYTHONPATH="$PWD/src:/tmp/site" PATH="/tmp/site/bin:$PATH" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 if [ ! -f /tmp/q/.verified ]; then
   echo "$SHA  $GGUF" | sha256sum -c - && touch /tmp/q/.verified || return 1
