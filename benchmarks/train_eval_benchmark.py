@@ -306,6 +306,11 @@ def row_settings(cfg: dict, row: Row) -> dict:
     return settings
 
 
+def row_student(cfg: dict, row: Row) -> dict:
+    """The ``student`` settings a row loads its model with: the config's, with the row's cuDNN switch."""
+    return dict(cfg["student"], cudnn_attention=row.cudnn)
+
+
 class ProfiledSteps(TrainerCallback):
     """torch.profiler over a trainer's optimizer steps: the first one untraced (warm-up), then ``active`` traced.
 
@@ -419,8 +424,7 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
         overrides.update(pad_to_multiple_of=SEED_TRAINING["pad_to"])
     if row.seed or not row.grouped:
         overrides.update(train_sampling_strategy="random")
-    student = dict(cfg["student"], cudnn_attention=row.cudnn)
-    model, targets = build_peft_model(manifest, student, cfg["quantization"], cfg["lora"], None,
+    model, targets = build_peft_model(manifest, row_student(cfg, row), cfg["quantization"], cfg["lora"], None,
                                       gradient_checkpointing=checkpointing)
     tokenizer = load_tokenizer(manifest["path"])
     dataset = to_dataset(rows, tokenizer, settings["max_length"])
@@ -450,8 +454,7 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
               profile: int | None = None) -> dict:
     """One epoch of Phase C (the pipeline's ScheduledDPOTrainer from ``adapter``): pairs/s and peak memory."""
     settings = row_settings(cfg, row)
-    student = dict(cfg["student"], cudnn_attention=row.cudnn)
-    trainer = build_dpo_trainer(manifest=manifest, student=student, quantization=cfg["quantization"],
+    trainer = build_dpo_trainer(manifest=manifest, student=row_student(cfg, row), quantization=cfg["quantization"],
                                 settings=settings, pairs=pairs, init_adapter=str(adapter), work_dir=workdir / row.name,
                                 progress=False)
     tokenizer = load_tokenizer(manifest["path"])
@@ -501,15 +504,19 @@ def summary(entry: dict) -> str:
         return entry["status"]
     peak = f", peak {entry['peak_gib']:.2f} GiB" if entry.get("peak_gib") is not None else ""
     unit = entry.get("unit", "examples")
-    profile = entry.get("profile", {})
-    if profile.get("wall_ms"):
-        busy = f", GPU busy {profile['device_busy_share']:.0%}" if profile.get("device_busy_share") else ""
-        top = profile["ops"][0]["name"][:60] if profile["ops"] else "-"
-        profile = f"; profile: {profile['wall_ms'] / profile['steps']:.0f} ms/step{busy}, top {top}"
-    elif profile:
-        profile = f"; profile {profile['status']}"
     return (f"{entry['examples_per_s']:.2f} {unit}/s, {entry['tokens_per_s']:.0f} tokens/s{peak} "
-            f"({entry['examples']} {unit}, {entry['seconds']:.1f} s training){profile or ''}")
+            f"({entry['examples']} {unit}, {entry['seconds']:.1f} s training){profile_summary(entry.get('profile'))}")
+
+
+def profile_summary(profile: dict | None) -> str:
+    """The console line's tail for a row's ``profile``: ms per step, GPU-busy share and top op, or its failure."""
+    if not profile:
+        return ""
+    if not profile.get("wall_ms"):
+        return f"; profile {profile['status']}"
+    busy = f", GPU busy {profile['device_busy_share']:.0%}" if profile.get("device_busy_share") else ""
+    top = profile["ops"][0]["name"][:60] if profile["ops"] else "-"
+    return f"; profile: {profile['wall_ms'] / profile['steps']:.0f} ms/step{busy}, top {top}"
 
 
 YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
