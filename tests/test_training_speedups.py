@@ -42,10 +42,10 @@ def train(tiny_model_dir, config, rows, tmp, **overrides):
 
 def test_the_defaults_follow_the_h200_measurements(config):
     """benchmarks/README.md: Phase A 32 x 1 with Liger, no checkpointing; B 32 x 1 (since the H200 profile
-    run), checkpointing on a GPU; C keeps its settings; Liger off for B and C."""
+    run) with Liger (since the cuDNN-off run), checkpointing on a GPU; C keeps its settings, no Liger."""
     a, b, c = config["phase_a"], config["phase_b"], config["phase_c"]
     assert (a["batch_size"], a["grad_accum"], a["gradient_checkpointing"], a["use_liger_kernel"]) == (32, 1, False, True)
-    assert (b["batch_size"], b["grad_accum"], b["gradient_checkpointing"], b["use_liger_kernel"]) == (32, 1, "auto", False)
+    assert (b["batch_size"], b["grad_accum"], b["gradient_checkpointing"], b["use_liger_kernel"]) == (32, 1, "auto", True)
     assert (c["batch_size"], c["grad_accum"], c["gradient_checkpointing"], c["use_liger_kernel"]) == (2, 1, "auto", False)
     assert a["padding_free"] is False and b["padding_free"] is False and "padding_free" not in c
 
