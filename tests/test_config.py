@@ -147,3 +147,40 @@ def test_config_reference_is_generated_from_the_schema():
         section, _, rest = key.partition(".")
         if rest and not key.startswith(("teacher.prices.", "judge.prices.")):
             assert f"| `{rest}` |" in reference, key
+
+
+# Each file in config/ as its header says to layer it.
+LAYERINGS = [
+    ["config.yaml", "config/demo.yaml"],
+    ["config.yaml", "config/gemma270m_full.yaml"],
+    ["config.yaml", "config/qwen1.5b_gpu.yaml"],
+    ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run4.yaml"],
+    ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run6.yaml"],
+]
+
+
+@pytest.mark.parametrize("layers", LAYERINGS, ids=lambda layers: layers[-1])
+def test_every_shipped_config_layering_validates_with_its_variants(layers):
+    """Later files win key by key, as Snakemake merges --configfile; the result is checked against the
+    schema, and every variant it declares is merged and checked too."""
+    from clarify.variants import merge, resolve_variants
+
+    config = {}
+    for name in layers:
+        config = merge(config, load(name))
+    checked = validate_config(config, SCHEMA)
+    variants = resolve_variants(checked, validate=lambda merged: validate_config(merged, SCHEMA))
+    assert list(variants) == [entry["name"] for entry in checked.get("variants") or []]
+
+
+def test_every_file_in_config_is_in_a_checked_layering():
+    layered = {name for layers in LAYERINGS for name in layers}
+    assert {f"config/{path.name}" for path in (REPO / "config").glob("*.yaml")} <= layered
+
+
+def test_a_typo_in_a_layered_variant_is_one_line_naming_it():
+    from clarify.variants import merge, resolve_variants
+
+    config = merge(load("config.yaml"), {"variants": [{"name": "lr", "phase_c": {"learning_rat": 1e-5}}]})
+    with pytest.raises(InputError, match=r"^config key variants\[0\]: phase_c.learning_rat"):
+        resolve_variants(validate_config(config, SCHEMA), validate=lambda merged: validate_config(merged, SCHEMA))
