@@ -192,8 +192,8 @@ def test_skipped_nonfinite_steps_are_shown_per_phase_and_round():
            "micro_batch_pairs": 4, "wall_time_s": 3.0}
     clean = dpo_section([log], None)
     skipped = dpo_section([{**log, "nonfinite_steps": [5, 6, 7, 8, 9, 12]}], None)
-    assert "| steps skipped (NaN/inf) |" in clean and "| 0 | 3 s |" in clean
-    assert "| 6 (step 5, 6, 7, 8, 9, ...) | 3 s |" in skipped
+    assert "| steps skipped (NaN/inf) | device | wall time |" in clean and "| 0 | - | 3 s |" in clean
+    assert "| 6 (step 5, 6, 7, 8, 9, ...) | - | 3 s |" in skipped
 
 
 def test_a_new_eval_mode_and_variant_models_appear_without_report_changes():
@@ -230,6 +230,51 @@ def test_a_loss_form_variant_is_a_row_of_the_phase_c_table_after_the_rounds():
     assert rows[2].startswith("| variant dr_paper | 8 | dr_paper b=0.1, dr_paper b=0.1 | 4 | 2 |")
     assert rows[2].endswith("| 5 s |") and len(rows) == 3
     assert dpo_section([log], None) == dpo_section([log], None, {})
+
+
+def test_the_machine_is_named_in_the_training_and_phase_c_tables_and_figures(tmp_path, monkeypatch):
+    """An H100 and an H200 give different speeds and bf16 numbers: every training row, Phase C row and
+    training figure names the accelerator from its log; logs from before ``device_name`` say cuda/cpu."""
+    import matplotlib.axes
+
+    from clarify.report.figures import dpo_figure, training_figure
+    from clarify.report.phase_c import dpo_section
+    from clarify.report.training import training_section
+
+    step = {"epoch": 1.0, "margin": 0.5, "implicit_accuracy": 1.0, "dropped_pairs": 0, "step": 1}
+    dpo = {"steps": [step], "schedule": [{"loss": "rpo", "beta": 0.1}], "pairs": 8, "micro_batch_pairs": 4,
+           "wall_time_s": 3.0, "device": "cuda", "device_name": "NVIDIA H200"}
+    old_dpo = {k: v for k, v in dpo.items() if k != "device_name"}
+    assert "| 0 | NVIDIA H200 | 3 s |" in dpo_section([dpo], None)
+    assert "| variant old | 8 |" in dpo_section([dpo], None, {"old": old_dpo})
+    assert "| 0 | cuda | 3 s |" in dpo_section([old_dpo], None)
+    dev = {"epoch": 1, "dev_accuracy": 0.6, "dev_ci": [0.5, 0.7]}
+    sft = {"dev_history": [dev], "best_epoch": 1, "parameters": {"trainable": 1, "total": 10}, "train_examples": 4,
+           "epochs_run": 1, "steps": 2, "dev_mode": "direct", "lora_targets": ["q_proj"], "device": "cuda",
+           "device_name": "NVIDIA H100 80GB HBM3", "load_in_4bit": True, "bf16": True, "wall_time_s": 9.0,
+           "loss_history": [{"step": 1, "loss": 1.0}]}
+    assert "| NVIDIA H100 80GB HBM3, 4-bit, bf16 |" in training_section({"phaseA": sft}, None)
+    titles, labels = [], []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set", lambda self, **kw: titles.append(kw.get("title")))
+    real_plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *a, **kw: labels.append(kw.get("label")) or real_plot(self, *a, **kw))
+    training_figure({"phaseA": sft}, tmp_path / "t.png")
+    dpo_figure([dpo], tmp_path / "d.png")
+    assert "Phase A (answer-only SFT): training loss (NVIDIA H100 80GB HBM3)" in titles
+    assert labels.count("round 1 (NVIDIA H200)") == 2
+
+
+def test_device_name_is_the_cuda_device_or_cpu(monkeypatch):
+    import torch
+
+    from clarify.models import device_name
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_name() == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "NVIDIA H200")
+    assert device_name() == "NVIDIA H200"
 
 
 # --- Phase C dev selection, pairs accounting, the variant grid (issue 15) ---------------------------

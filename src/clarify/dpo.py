@@ -54,7 +54,7 @@ from .dpo_losses import drop_threshold, preference_loss, sigmoid_losses
 from .dpo_schedule import resolve_schedule
 from .errors import InputError
 from .evaluation import evaluate
-from .models import load_tokenizer
+from .models import device_name, load_tokenizer
 from .numerics import nonfinite_guard, nonfinite_summary, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir, restore_callback_states
 from .stats import accuracy
@@ -390,7 +390,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
         "dev_mode": settings["dev_mode"] if dev_records else None, "dev_history": selection.history,
         "epochs_run": len(selection.history) - 1, "kept_epoch": kept, "stop_reason": selection.stop_reason,
         "guard": settings["guard"], "nonfinite_steps": trainer.guard.skipped,
-        "device": "cuda" if torch.cuda.is_available() else "cpu", "bf16": trainer.args.bf16,
+        "device": "cuda" if torch.cuda.is_available() else "cpu", "device_name": device_name(), "bf16": trainer.args.bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")), "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "resumed_from": str(resume) if resume else None,
         "wall_time_s": round(time.time() - started, 1),

@@ -222,6 +222,13 @@ def select_attention_backends(student: dict) -> None:
     torch.backends.cuda.enable_cudnn_sdp(bool(student.get("cudnn_attention", False)))
 
 
+def device_name() -> str:
+    """The accelerator a job ran on, as training logs and the report name it: the CUDA device's name
+    (e.g. "NVIDIA H200"; an H100 and an H200 give different speeds and, in bf16, slightly different
+    numbers), else "cpu"."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def _from_pretrained(path: str, gguf_file: str | None, **kwargs):
     from transformers import AutoModelForCausalLM
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .evaluation import evaluate
-from .models import linear_module_names, load_model, load_tokenizer, resolve_lora_targets
+from .models import device_name, linear_module_names, load_model, load_tokenizer, resolve_lora_targets
 from .numerics import nonfinite_guard, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir
 from .stats import accuracy
@@ -417,6 +417,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "linear_modules": linear_module_names(model.get_base_model()),
         "parameters": counts,
         "device": "cuda" if cuda else "cpu",
+        "device_name": device_name(),
         "bf16": bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")),
         "gradient_checkpointing": bool(gradient_checkpointing),

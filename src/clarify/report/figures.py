@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..attribution import SHARE_COLUMNS
-from .format import display_name
+from .format import device, display_name
 from .validation import CONDITION_NAMES
 
 
@@ -27,7 +27,7 @@ def training_figure(logs: dict[str, dict], out_path: str | Path) -> None:
     for column, (name, log) in enumerate(logs.items()):
         losses = log["loss_history"]
         axes[0][column].plot([h["step"] for h in losses], [h["loss"] for h in losses])
-        axes[0][column].set(title=f"{display_name(name)}: training loss", xlabel="step", ylabel="loss")
+        axes[0][column].set(title=f"{display_name(name)}: training loss ({device(log)})", xlabel="step", ylabel="loss")
         dev = log["dev_history"]
         epochs = [h["epoch"] for h in dev]
         acc = [100 * h["dev_accuracy"] for h in dev]
@@ -51,8 +51,9 @@ def dpo_figure(logs: list[dict], out_path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for number, log in enumerate(logs, start=1):
         steps = [s["step"] for s in log["steps"]]
-        axes[0].plot(steps, [s["margin"] for s in log["steps"]], label=f"round {number}")
-        axes[1].plot(steps, [s["implicit_accuracy"] for s in log["steps"]], label=f"round {number}")
+        label = f"round {number} ({device(log)})"
+        axes[0].plot(steps, [s["margin"] for s in log["steps"]], label=label)
+        axes[1].plot(steps, [s["implicit_accuracy"] for s in log["steps"]], label=label)
     axes[0].set(title="reward margin (beta x log-ratio, chosen - rejected)", xlabel="step")
     axes[1].set(title="implicit reward accuracy", xlabel="step", ylim=(-0.05, 1.05))
     for ax in axes:

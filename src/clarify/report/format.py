@@ -49,6 +49,12 @@ def display_name(model: str) -> str:
     return MODEL_NAMES.get(model, model)
 
 
+def device(log: dict) -> str:
+    """The machine a training or DPO log ran on: the accelerator's name where the log has it (logs written
+    before ``device_name`` existed say only "cuda" or "cpu"; "-" where neither is known)."""
+    return log.get("device_name") or log.get("device") or "-"
+
+
 def skipped_steps(log: dict) -> str:
     """Optimizer steps skipped for non-finite gradients (clarify.numerics), with their numbers."""
     steps = log.get("nonfinite_steps", [])

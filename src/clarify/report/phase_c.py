@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .format import interval, markdown_table, pct, skipped_steps
+from .format import device, interval, markdown_table, pct, skipped_steps
 
 
 def dpo_section(logs: list[dict], figure: str | None, variants: dict[str, dict] | None = None) -> str:
@@ -25,7 +25,7 @@ def dpo_section(logs: list[dict], figure: str | None, variants: dict[str, dict] 
         rows.append([label, log["pairs"], schedule, log["micro_batch_pairs"], len(steps),
                      f"{first['margin']:.4f} -> {last['margin']:.4f}",
                      f"{first['implicit_accuracy']:.2f} -> {last['implicit_accuracy']:.2f}",
-                     int(dropped), skipped_steps(log), f"{log['wall_time_s']:.0f} s"])
+                     int(dropped), skipped_steps(log), device(log), f"{log['wall_time_s']:.0f} s"])
     lines = [
         "## Phase C: preference optimisation",
         "",
@@ -34,7 +34,8 @@ def dpo_section(logs: list[dict], figure: str | None, variants: dict[str, dict] 
         "last logged steps.",
         "",
         markdown_table(["run", "pairs", "schedule (per epoch)", "pairs per micro-batch", "steps", "reward margin",
-                        "implicit accuracy", "pair-steps dropped (Dr)", "steps skipped (NaN/inf)", "wall time"], rows),
+                        "implicit accuracy", "pair-steps dropped (Dr)", "steps skipped (NaN/inf)", "device",
+                        "wall time"], rows),
     ]
     if figure:
         lines += ["", f"![DPO curves]({figure})"]
