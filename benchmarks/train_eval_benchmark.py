@@ -86,6 +86,7 @@ class Row:
     grouped: bool = True  # batches grouped by length (the pipeline's only way); False: random order
     first: bool = False  # runs before the others, so that a --time-limit cut keeps it
     cudnn: bool = False  # student.cudnn_attention: cuDNN among the SDPA backends (off by default)
+    upcast: bool = True  # the phase's kbit_upcast: 4-bit preparation casts the other weights to fp32
 
 
 #: The training rows, in table order; ``--rows`` picks by name or by phase letter. Rows marked
@@ -107,6 +108,8 @@ ROWS = [
     Row("A-liger-64x1", "phase_a", "Liger, micro-batch 64 x 1 (effective batch 64), grad. ckpt off",
         batch=(64, 1), checkpointing=False, liger=True),
     Row("A-ckpt-64x1", "phase_a", "64 x 1, grad. ckpt on, no Liger", batch=(64, 1), checkpointing=True),
+    Row("A-default-nofp32", "phase_a", "default, the weights that are not 4-bit left in bf16 (kbit_upcast: false)",
+        batch=(32, 1), checkpointing=False, liger=True, upcast=False),
     Row("A-padfree", "phase_a", "16 x 2, grad. ckpt off, padding-free batches", batch=(16, 2), checkpointing=False,
         padding_free=True),
     Row("A-liger-padfree-32x1", "phase_a", "default + padding-free batches", batch=(32, 1),
@@ -122,6 +125,8 @@ ROWS = [
     Row("B-64x1", "phase_b", "64 x 1 (effective batch 64), grad. ckpt on", batch=(64, 1), checkpointing=True),
     Row("B-32x1-cudnn", "phase_b", "32 x 1, grad. ckpt on, cuDNN attention allowed (torch's choice before "
         "student.cudnn_attention)", batch=(32, 1), checkpointing=True, cudnn=True),
+    Row("B-liger-32x1-nofp32", "phase_b", "32 x 1, grad. ckpt on, + Liger, the weights that are not 4-bit left in "
+        "bf16 (kbit_upcast: false)", batch=(32, 1), checkpointing=True, liger=True, upcast=False),
     Row("B-ungrouped", "phase_b", "default, batches in random order instead of grouped by length", grouped=False),
     Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
     Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
@@ -291,7 +296,7 @@ def skip_reason(row: Row, attn_implementation: str | None) -> str | None:
 
 def row_settings(cfg: dict, row: Row) -> dict:
     """The phase's settings with the row's changes: what the pipeline would be configured with."""
-    settings = dict(cfg[row.phase], epochs=1, use_liger_kernel=row.liger)
+    settings = dict(cfg[row.phase], epochs=1, use_liger_kernel=row.liger, kbit_upcast=row.upcast)
     if row.phase != "phase_c":
         settings["padding_free"] = row.padding_free
     else:
@@ -425,7 +430,7 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
     if row.seed or not row.grouped:
         overrides.update(train_sampling_strategy="random")
     model, targets = build_peft_model(manifest, row_student(cfg, row), cfg["quantization"], cfg["lora"], None,
-                                      gradient_checkpointing=checkpointing)
+                                      gradient_checkpointing=checkpointing, kbit_upcast=settings["kbit_upcast"])
     tokenizer = load_tokenizer(manifest["path"])
     dataset = to_dataset(rows, tokenizer, settings["max_length"])
     trainer = build_sft_trainer(phase=row.phase, model=model, tokenizer=tokenizer, dataset=dataset,
@@ -443,7 +448,7 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
                     "none (padding-free)" if trainer.args.padding_free else
                     f"longest in batch, {'grouped by length' if row.grouped else 'random order'}"),
         "gradient_checkpointing": checkpointing, "use_liger_kernel": bool(trainer.args.use_liger_kernel),
-        "padding_free": bool(trainer.args.padding_free),
+        "padding_free": bool(trainer.args.padding_free), "kbit_upcast": settings["kbit_upcast"],
         "mean_tokens": real_tokens / len(dataset), "seconds": seconds,
         "examples_per_s": len(dataset) / seconds, "tokens_per_s": real_tokens / seconds,
         "processed_tokens_per_s": processed / seconds, "peak_gib": peak, "lora_targets": targets,
@@ -468,7 +473,7 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
         "padding": "longest in batch (TRL's DPO collator)",
         "gradient_checkpointing": precision(settings, "phase_c")[0],
         "use_liger_kernel": bool(trainer.args.use_liger_kernel), "padding_free": False,
-        "mean_tokens": real_tokens / len(pairs), "seconds": seconds, "examples_per_s": len(pairs) / seconds,
+        "kbit_upcast": settings["kbit_upcast"], "mean_tokens": real_tokens / len(pairs), "seconds": seconds, "examples_per_s": len(pairs) / seconds,
         "tokens_per_s": real_tokens / seconds, "processed_tokens_per_s": real_tokens / seconds,
         "peak_gib": peak,
     }, trainer, profile)

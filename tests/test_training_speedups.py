@@ -138,6 +138,7 @@ def test_liger_on_cpu_logs_one_line_and_trains_without_it(tiny_model_dir, config
     lines = [r.getMessage() for r in caplog.records if "use_liger_kernel" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("phase_a.use_liger_kernel: ")
     assert log["use_liger_kernel"] is False and log["steps"] == 2
+    assert log["kbit_upcast"] is True and log["device_name"] == "cpu"  # the settings the run had, in its log
 
 
 def test_dpo_config_falls_back_from_liger_on_cpu(config, tmp_path, caplog):
@@ -190,3 +191,38 @@ def test_phase_c_builds_the_model_with_checkpointing_when_liger_falls_back_on_a_
                                   pairs=[{"prompt": "Q", "chosen": "A", "rejected": "B"}], init_adapter="unused",
                                   work_dir=tmp_path / "work")
     assert built == {"gradient_checkpointing": True}
+
+
+@pytest.mark.parametrize("load_in_4bit, kbit_upcast, prepared", [
+    (True, True, True),     # QLoRA as PEFT prepares it: the weights that are not 4-bit cast to fp32
+    (True, False, False),   # kbit_upcast: false: prepared like an unquantized model, in its own dtype
+    (False, True, False),   # no 4-bit: the switch does nothing
+])
+def test_kbit_upcast_decides_whether_peft_casts_the_other_weights_to_fp32(monkeypatch, tiny_model_dir, load_in_4bit,
+                                                                          kbit_upcast, prepared):
+    import peft
+    import torch
+
+    from clarify import training
+
+    model = training.load_model({"path": str(tiny_model_dir)}, {"dtype": "bfloat16"}, {"load_in_4bit": False})
+    monkeypatch.setattr(training, "load_model", lambda *a, **k: model)
+    calls = []
+
+    def prepare(m, use_gradient_checkpointing):
+        calls.append(use_gradient_checkpointing)
+        for p in m.parameters():
+            p.data = p.data.to(torch.float32)
+        return m
+
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", prepare)
+    out = training.load_for_training({"path": str(tiny_model_dir)}, {}, {"load_in_4bit": load_in_4bit},
+                                     gradient_checkpointing=True, kbit_upcast=kbit_upcast)
+    assert calls == ([True] if prepared else [])
+    assert {p.dtype for p in out.parameters()} == {torch.float32 if prepared else torch.bfloat16}
+    if not prepared:  # checkpointing still on, as for any unquantized model
+        assert out.is_gradient_checkpointing
+
+
+def test_every_phase_has_kbit_upcast_on_by_default(config):
+    assert [config[phase]["kbit_upcast"] for phase in ("phase_a", "phase_b", "phase_c")] == [True, True, True]

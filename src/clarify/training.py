@@ -97,12 +97,18 @@ def precision(settings: dict, phase: str) -> tuple[bool, bool]:
     return checkpointing, settings["bf16"] is True or (settings["bf16"] == "auto" and bf16_ok)
 
 
-def load_for_training(manifest: dict, student: dict, quantization: dict, gradient_checkpointing: bool):
-    """The base model ready for adapters: k-bit preparation (QLoRA) or plain, checkpointing as asked."""
+def load_for_training(manifest: dict, student: dict, quantization: dict, gradient_checkpointing: bool,
+                      kbit_upcast: bool = True):
+    """The base model ready for adapters: k-bit preparation (QLoRA) or plain, checkpointing as asked.
+
+    ``kbit_upcast`` (a phase's ``kbit_upcast``): with 4-bit weights, PEFT's preparation, which also casts
+    every weight that is not 4-bit to fp32; False prepares it like an unquantized model, in its own dtype
+    (PEFT freezes the base weights when it adds the adapter either way).
+    """
     from peft import prepare_model_for_kbit_training
 
     model = load_model(manifest, student, quantization)
-    if quantization.get("load_in_4bit"):
+    if quantization.get("load_in_4bit") and kbit_upcast:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -111,11 +117,11 @@ def load_for_training(manifest: dict, student: dict, quantization: dict, gradien
 
 
 def build_peft_model(manifest: dict, student: dict, quantization: dict, lora: dict,
-                     init_adapter: str | None, gradient_checkpointing: bool):
+                     init_adapter: str | None, gradient_checkpointing: bool, kbit_upcast: bool = True):
     """Base model + a trainable LoRA adapter: a new one, or ``init_adapter`` trained further."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    model = load_for_training(manifest, student, quantization, gradient_checkpointing)
+    model = load_for_training(manifest, student, quantization, gradient_checkpointing, kbit_upcast)
     if init_adapter:
         model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
         targets = sorted(model.peft_config["default"].target_modules)
@@ -379,7 +385,8 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     from transformers import set_seed
 
     set_seed(settings["seed"])  # the LoRA initialisation draws random numbers: same seed, same adapter
-    model, targets = build_peft_model(manifest, student, quantization, lora, init_adapter, gradient_checkpointing)
+    model, targets = build_peft_model(manifest, student, quantization, lora, init_adapter, gradient_checkpointing,
+                                      settings.get("kbit_upcast", True))
     counts = parameter_counts(model)
     log.info("%s: LoRA on %s; %d trainable of %d parameters (%.2f%%)", phase, ", ".join(targets),
              counts["trainable"], counts["total"], 100 * counts["trainable"] / counts["total"])
@@ -420,6 +427,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "device_name": device_name(),
         "bf16": bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")),
+        "kbit_upcast": bool(settings.get("kbit_upcast", True)),
         "gradient_checkpointing": bool(gradient_checkpointing),
         "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "padding_free": bool(trainer.args.padding_free),
