@@ -473,7 +473,8 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
         "padding": "longest in batch (TRL's DPO collator)",
         "gradient_checkpointing": precision(settings, "phase_c")[0],
         "use_liger_kernel": bool(trainer.args.use_liger_kernel), "padding_free": False,
-        "kbit_upcast": settings["kbit_upcast"], "mean_tokens": real_tokens / len(pairs), "seconds": seconds, "examples_per_s": len(pairs) / seconds,
+        "kbit_upcast": settings["kbit_upcast"], "mean_tokens": real_tokens / len(pairs), "seconds": seconds,
+        "examples_per_s": len(pairs) / seconds,
         "tokens_per_s": real_tokens / seconds, "processed_tokens_per_s": real_tokens / seconds,
         "peak_gib": peak,
     }, trainer, profile)

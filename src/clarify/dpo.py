@@ -315,7 +315,7 @@ def build_trainer(*, manifest: dict, student: dict, quantization: dict, settings
     tokenizer = load_tokenizer(manifest["path"])
     tokenizer.padding_side = "right"  # TRL's collator pads itself; keep the tokenizer's default out of its way
     set_seed(settings["seed"])
-    model = load_for_training(manifest, student, quantization, checkpointing, settings.get("kbit_upcast", True))
+    model = load_for_training(manifest, student, quantization, checkpointing, settings["kbit_upcast"])
     model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
     dataset = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
                                  for p in pairs])
@@ -391,7 +391,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
         "epochs_run": len(selection.history) - 1, "kept_epoch": kept, "stop_reason": selection.stop_reason,
         "guard": settings["guard"], "nonfinite_steps": trainer.guard.skipped,
         "device": "cuda" if torch.cuda.is_available() else "cpu", "device_name": device_name(), "bf16": trainer.args.bf16,
-        "load_in_4bit": bool(quantization.get("load_in_4bit")), "kbit_upcast": bool(settings.get("kbit_upcast", True)),
+        "load_in_4bit": bool(quantization.get("load_in_4bit")), "kbit_upcast": settings["kbit_upcast"],
         "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "resumed_from": str(resume) if resume else None,
         "wall_time_s": round(time.time() - started, 1),

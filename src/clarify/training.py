@@ -98,7 +98,7 @@ def precision(settings: dict, phase: str) -> tuple[bool, bool]:
 
 
 def load_for_training(manifest: dict, student: dict, quantization: dict, gradient_checkpointing: bool,
-                      kbit_upcast: bool = True):
+                      kbit_upcast: bool):
     """The base model ready for adapters: k-bit preparation (QLoRA) or plain, checkpointing as asked.
 
     ``kbit_upcast`` (a phase's ``kbit_upcast``): with 4-bit weights, PEFT's preparation, which also casts
@@ -117,7 +117,7 @@ def load_for_training(manifest: dict, student: dict, quantization: dict, gradien
 
 
 def build_peft_model(manifest: dict, student: dict, quantization: dict, lora: dict,
-                     init_adapter: str | None, gradient_checkpointing: bool, kbit_upcast: bool = True):
+                     init_adapter: str | None, gradient_checkpointing: bool, kbit_upcast: bool):
     """Base model + a trainable LoRA adapter: a new one, or ``init_adapter`` trained further."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -386,7 +386,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
 
     set_seed(settings["seed"])  # the LoRA initialisation draws random numbers: same seed, same adapter
     model, targets = build_peft_model(manifest, student, quantization, lora, init_adapter, gradient_checkpointing,
-                                      settings.get("kbit_upcast", True))
+                                      settings["kbit_upcast"])
     counts = parameter_counts(model)
     log.info("%s: LoRA on %s; %d trainable of %d parameters (%.2f%%)", phase, ", ".join(targets),
              counts["trainable"], counts["total"], 100 * counts["trainable"] / counts["total"])
@@ -427,7 +427,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "device_name": device_name(),
         "bf16": bf16,
         "load_in_4bit": bool(quantization.get("load_in_4bit")),
-        "kbit_upcast": bool(settings.get("kbit_upcast", True)),
+        "kbit_upcast": settings["kbit_upcast"],
         "gradient_checkpointing": bool(gradient_checkpointing),
         "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "padding_free": bool(trainer.args.padding_free),
