@@ -127,6 +127,8 @@ ROWS = [
         "student.cudnn_attention)", batch=(32, 1), checkpointing=True, cudnn=True),
     Row("B-liger-32x1-nofp32", "phase_b", "32 x 1, grad. ckpt on, + Liger, the weights that are not 4-bit left in "
         "bf16 (kbit_upcast: false)", batch=(32, 1), checkpointing=True, liger=True, upcast=False),
+    Row("B-liger-64x1-nofp32", "phase_b", "64 x 1 (effective batch 64), grad. ckpt on, + Liger, the weights that are "
+        "not 4-bit left in bf16", batch=(64, 1), checkpointing=True, liger=True, upcast=False),
     Row("B-ungrouped", "phase_b", "default, batches in random order instead of grouped by length", grouped=False),
     Row("B-liger-nockpt", "phase_b", "default + Liger, grad. ckpt off", checkpointing=False, liger=True),
     Row("B-padfree", "phase_b", "default + padding-free batches", padding_free=True),
