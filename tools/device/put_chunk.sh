@@ -3,7 +3,7 @@
 # Chunks are CHUNK_MIB MiB (prepare_carry.sh splits with this size: checkout + chunk must stay under the 64 MiB
 # carry limit); any order, repeatable. Usage: bash tools/device/put_chunk.sh NN
 set -euo pipefail
-CHUNK_MIB=44
+CHUNK_MIB=32
 N=$1
 mkdir -p /tmp/q
 (cd ".chunks/c$N" && sha256sum -c --quiet part.sha256)
