@@ -156,6 +156,7 @@ LAYERINGS = [
     ["config.yaml", "config/qwen1.5b_gpu.yaml"],
     ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run4.yaml"],
     ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run6.yaml"],
+    ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run7.yaml"],
 ]
 
 
