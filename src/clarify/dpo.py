@@ -77,7 +77,7 @@ class ScheduledDPOConfig(DPOConfig):
     dr_beta: float = 1.0
     drop_fraction: float = 0.15
     rpo_alpha: float = 1.0
-    dev_mode: str = "cot"
+    dev_mode: str = "cot_sc"
     max_dev_drop_pp: float = 5.0
     yes_share_band: list[float] = field(default_factory=lambda: [0.25, 0.75])
 

@@ -7,7 +7,8 @@ Light (no TRL import), so the workflow's rules can resolve a schedule while buil
   changes only the loss form is ``{name: dr_paper, phase_c: {schedule: dr_paper}}``.
 * ``rpo`` (the default, one of those): two epochs of DPO + NLL at beta 0.1. A standalone probe
   on Qwen2.5-Coder-1.5B (own correct vs own wrong reasoning, 980 pairs, lr 5e-6) reached a
-  reward margin of 3.3 after 124 steps and kept answering both ways.
+  reward margin of 3.3 after 124 steps and kept answering both ways; in the pipeline (GPU run 6,
+  docs/results/qwen1.5b/run6) lr 5e-6 left the policy where it was and dev picked 2e-5.
 * ``seed``: the seed's schedule (warm-up beta 0.05 plain; two epochs beta 0.1
   ``cal_batch_mean``; one robust epoch ``dr_drop_top``). On Qwen2.5-Coder-1.5B with
   teacher-vs-draft pairs it collapsed to answering "yes" (margins 380-758,
