@@ -83,7 +83,7 @@ def training_eval_params(tmp_path, overrides: dict) -> dict:
 def test_a_cot_sc_dev_check_gets_the_self_consistency_settings_and_only_its_phase_reruns(tmp_path):
     """phase_c.dev_mode: cot_sc puts eval.sc_* into Phase C's params (so changing them reruns Phase C);
     Phases A and B, whose dev checks do not sample, keep the params they had (no rerun)."""
-    before = training_eval_params(tmp_path / "a", {})
+    before = training_eval_params(tmp_path / "a", {"phase_c": {"dev_mode": "cot"}})
     after = training_eval_params(tmp_path / "b", {"phase_c": {"dev_mode": "cot_sc"}, "eval": {"sc_samples": 3}})
     assert set(before) == {"train_phase_a", "train_phase_b", "train_phase_c"}
     assert not any(key.startswith("sc_") for params in before.values() for key in params)

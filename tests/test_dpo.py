@@ -30,7 +30,9 @@ QUESTIONS = [f"Is thing {i} bigger than a {w}?" for i, w in enumerate(["cat", "b
 @pytest.fixture(scope="module")
 def settings():
     defaults = schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["phase_c"]
-    return {**defaults, "learning_rate": 3e-2, "batch_size": 3, "schedule": [{"beta": 0.5, "loss": "sigmoid"}] * 4}
+    # greedy cot dev checks (the default samples, cot_sc: its own test below)
+    return {**defaults, "dev_mode": "cot", "learning_rate": 3e-2, "batch_size": 3,
+            "schedule": [{"beta": 0.5, "loss": "sigmoid"}] * 4}
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +195,10 @@ def test_schedule_presets_and_the_config_dataclass():
     assert resolve_schedule("seed") == [{"beta": 0.05, "loss": "sigmoid"}, {"beta": 0.1, "loss": "cal_batch_mean"},
                                         {"beta": 0.1, "loss": "cal_batch_mean"}, {"beta": 0.1, "loss": "dr_drop_top"}]
     assert resolve_schedule("rpo") == [{"beta": 0.1, "loss": "rpo"}] * 2
-    assert schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["phase_c"]["schedule"] == "rpo"
+    defaults = schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["phase_c"]
+    # run6's dev pick (docs/results/qwen1.5b/run6): rpo at 2e-5, epochs chosen by self-consistency
+    assert (defaults["schedule"], defaults["learning_rate"], defaults["dev_mode"]) == ("rpo", 2e-5, "cot_sc")
+    assert ScheduledDPOConfig.dev_mode == defaults["dev_mode"]
     with pytest.raises(InputError, match=r"^phase_c.schedule: unknown preset 'seeds' \(known: sigmoid, "
                                          r"cal_batch_mean, cal_paper, dr_drop_top, dr_paper, rpo, seed\)$"):
         resolve_schedule("seeds")

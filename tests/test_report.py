@@ -179,7 +179,10 @@ def test_report_settings_in_the_schema_match_the_targets_used_here():
     schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
     defaults = schema_defaults(schema)
     assert defaults["report"]["targets"] == TARGETS
-    assert defaults["report"]["primary_modes"] == MODES
+    # Phase C is judged in the mode its epochs are chosen in (phase_c.dev_mode's default); MODES is the
+    # tests' own choice
+    assert defaults["report"]["primary_modes"] == {"phaseA": "direct", "phaseB": "cot", "phaseC": "cot_sc"}
+    assert defaults["report"]["primary_modes"]["phaseC"] == defaults["phase_c"]["dev_mode"]
     assert defaults["judge"]["backend"] == "none" and defaults["attribution"]["steps"] == 50
     json.dumps(defaults)  # plain data: it is printed in the report's config section
 
