@@ -407,15 +407,51 @@ def with_profile(entry: dict, trainer, steps: int | None) -> dict:
     return entry
 
 
-def timed_train(trainer) -> float:
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    trainer.train()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+class FirstStepClock(TrainerCallback):
+    """The synchronised clock at the end of a trainer's first optimizer step (``mark``; None before it)."""
+
+    def __init__(self):
+        self.mark = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 1:
+            self.mark = synchronized_clock()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A timed ``trainer.train()``: ``seconds`` the whole call (set-up, first step and all);
+    ``after_first_step`` from the end of the first optimizer step to the end (None with one step)."""
+
+    seconds: float
+    after_first_step: float | None
+
+
+def timed_train(trainer) -> Timing:
+    clock = FirstStepClock()
+    trainer.add_callback(clock)
+    start = synchronized_clock()
+    try:
+        trainer.train()
+    finally:
+        trainer.remove_callback(clock)
+    end = synchronized_clock()
+    return Timing(end - start, end - clock.mark if clock.mark is not None and trainer.state.global_step > 1 else None)
+
+
+def rates(count: int, per_step: int, tokens: float, timing: Timing) -> dict:
+    """A row's rates: per second over the whole ``train()`` call, and in the steady state after its first step.
+
+    The whole call also counts what happens once per call: the trainer's set-up, the first step's memory
+    allocation and kernel selection. The pipeline pays that once per phase over 1,603 x 2 examples, a short
+    row once per few hundred. ``steady_examples_per_s`` leaves out the first optimizer step (``per_step``
+    examples) and everything before it; None when the row had a single step.
+    """
+    steady = None
+    if timing.after_first_step:
+        steady = (count - min(per_step, count)) / timing.after_first_step
+    return {"seconds": timing.seconds, "examples_per_s": count / timing.seconds, "tokens_per_s": tokens / timing.seconds,
+            "seconds_after_first_step": timing.after_first_step, "steady_examples_per_s": steady}
 
 
 def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Path,
@@ -438,7 +474,7 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
     trainer = build_sft_trainer(phase=row.phase, model=model, tokenizer=tokenizer, dataset=dataset,
                                 settings=settings, checkpoint_dir=workdir / row.name, bf16=bf16,
                                 cuda=torch.cuda.is_available(), progress=False, **overrides)
-    seconds = timed_train(trainer)
+    timing = timed_train(trainer)
     if save_adapter:
         trainer.model.save_pretrained(save_adapter)
     real_tokens = int(sum(len(ids) for ids in dataset["input_ids"]))
@@ -451,9 +487,9 @@ def sft_epoch(manifest: dict, cfg: dict, row: Row, rows: list[dict], workdir: Pa
                     f"longest in batch, {'grouped by length' if row.grouped else 'random order'}"),
         "gradient_checkpointing": checkpointing, "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "padding_free": bool(trainer.args.padding_free), "kbit_upcast": settings["kbit_upcast"],
-        "mean_tokens": real_tokens / len(dataset), "seconds": seconds,
-        "examples_per_s": len(dataset) / seconds, "tokens_per_s": real_tokens / seconds,
-        "processed_tokens_per_s": processed / seconds, "peak_gib": peak, "lora_targets": targets,
+        "mean_tokens": real_tokens / len(dataset),
+        **rates(len(dataset), settings["batch_size"] * settings["grad_accum"], real_tokens, timing),
+        "processed_tokens_per_s": processed / timing.seconds, "peak_gib": peak, "lora_targets": targets,
     }, trainer, profile)
 
 
@@ -467,7 +503,7 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
     tokenizer = load_tokenizer(manifest["path"])
     real_tokens = sum(len(tokenizer(p["prompt"] + p[side])["input_ids"])
                       for p in pairs for side in ("chosen", "rejected"))
-    seconds = timed_train(trainer)
+    timing = timed_train(trainer)
     peak = peak_gib()
     return with_profile({
         "examples": len(pairs), "unit": "pairs", "batch_size": settings["batch_size"],
@@ -475,9 +511,9 @@ def dpo_epoch(manifest: dict, cfg: dict, row: Row, pairs: list[dict], adapter: P
         "padding": "longest in batch (TRL's DPO collator)",
         "gradient_checkpointing": precision(settings, "phase_c")[0],
         "use_liger_kernel": bool(trainer.args.use_liger_kernel), "padding_free": False,
-        "kbit_upcast": settings["kbit_upcast"], "mean_tokens": real_tokens / len(pairs), "seconds": seconds,
-        "examples_per_s": len(pairs) / seconds,
-        "tokens_per_s": real_tokens / seconds, "processed_tokens_per_s": real_tokens / seconds,
+        "kbit_upcast": settings["kbit_upcast"], "mean_tokens": real_tokens / len(pairs),
+        **rates(len(pairs), settings["batch_size"] * settings["grad_accum"], real_tokens, timing),
+        "processed_tokens_per_s": real_tokens / timing.seconds,
         "peak_gib": peak,
     }, trainer, profile)
 
@@ -512,7 +548,8 @@ def summary(entry: dict) -> str:
         return entry["status"]
     peak = f", peak {entry['peak_gib']:.2f} GiB" if entry.get("peak_gib") is not None else ""
     unit = entry.get("unit", "examples")
-    return (f"{entry['examples_per_s']:.2f} {unit}/s, {entry['tokens_per_s']:.0f} tokens/s{peak} "
+    steady = f" ({entry['steady_examples_per_s']:.2f} after the first step)" if entry.get("steady_examples_per_s") else ""
+    return (f"{entry['examples_per_s']:.2f} {unit}/s{steady}, {entry['tokens_per_s']:.0f} tokens/s{peak} "
             f"({entry['examples']} {unit}, {entry['seconds']:.1f} s training){profile_summary(entry.get('profile'))}")
 
 

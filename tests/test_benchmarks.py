@@ -61,6 +61,8 @@ def test_tiny_run_reports_every_row_with_numbers_or_a_reason(bench, shared_data,
             assert entry["examples_per_s"] > 0 and entry["seconds"] > 0
     assert entries["A-seed"]["examples"] == 2 and entries["A-seed"]["padding"] == "to 2048"
     assert entries["A-16x2"]["examples"] == 8
+    # 8 examples in steps of 16 x 2: one optimizer step, so no steady state after it
+    assert entries["A-16x2"]["steady_examples_per_s"] is None and entries["C-default"]["seconds"] > 0
     assert entries["C-default"]["examples"] == 6 and entries["C-default"]["unit"] == "pairs"
     assert entries["A-padfree"]["status"] == "ok" and entries["A-padfree"]["padding_free"] is True
     assert entries["B-ungrouped"]["padding"] == "longest in batch, random order"
@@ -198,3 +200,41 @@ def test_the_cudnn_row_loads_its_model_with_cudnn_attention_allowed(bench, share
         bench.build_peft_model = real
         torch.backends.cuda.enable_cudnn_sdp(before)
     assert seen[-2:] == [False, True]  # table order: B-32x1, then B-32x1-cudnn (the warm-up loads first)
+
+
+def test_steady_rate_leaves_out_the_set_up_and_the_first_step(bench):
+    import time
+    from types import SimpleNamespace
+
+    class Trainer:
+        """Set-up 0.2 s, then three optimizer steps of 0.05 s, each followed by the callbacks' on_step_end."""
+
+        def __init__(self):
+            self.callbacks, self.state = [], SimpleNamespace(global_step=0)
+
+        def add_callback(self, callback):
+            self.callbacks.append(callback)
+
+        def remove_callback(self, callback):
+            self.callbacks.remove(callback)
+
+        def train(self):
+            time.sleep(0.2)
+            for _ in range(3):
+                time.sleep(0.05)
+                self.state.global_step += 1
+                for callback in self.callbacks:
+                    callback.on_step_end(None, self.state, None)
+
+    trainer = Trainer()
+    timing = bench.timed_train(trainer)
+    assert trainer.callbacks == []
+    assert 0.09 <= timing.after_first_step < 0.2 <= 0.25 <= timing.seconds
+    # 96 examples in 32-example steps: the steady rate counts the 64 of steps 2 and 3 over their time
+    entry = bench.rates(96, 32, 960.0, bench.Timing(seconds=4.0, after_first_step=2.0))
+    assert entry == {"seconds": 4.0, "examples_per_s": 24.0, "tokens_per_s": 240.0, "seconds_after_first_step": 2.0,
+                     "steady_examples_per_s": 32.0}
+    assert bench.rates(8, 32, 80.0, bench.Timing(seconds=1.0, after_first_step=None))["steady_examples_per_s"] is None
+    line = bench.summary({"status": "ok", "examples_per_s": 24.0, "steady_examples_per_s": 32.0, "tokens_per_s": 240.0,
+                          "examples": 96, "seconds": 4.0})
+    assert line.startswith("24.00 examples/s (32.00 after the first step), 240 tokens/s")

@@ -139,6 +139,24 @@ def test_liger_on_cpu_logs_one_line_and_trains_without_it(tiny_model_dir, config
     assert len(lines) == 1 and lines[0].startswith("phase_a.use_liger_kernel: ")
     assert log["use_liger_kernel"] is False and log["steps"] == 2
     assert log["kbit_upcast"] is True and log["device_name"] == "cpu"  # the settings the run had, in its log
+    assert log["peak_gpu_gib"] is None  # no GPU memory to count here
+
+
+def test_peak_gpu_memory_is_counted_from_the_reset_in_gib(monkeypatch):
+    import torch
+
+    from clarify.models import peak_gpu_gib, reset_peak_gpu_memory
+
+    resets = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # a fresh rule process: nothing to reset
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: resets.append(True))
+    reset_peak_gpu_memory()
+    assert resets == []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: int(4.713 * 2**30))
+    reset_peak_gpu_memory()
+    assert resets == [True] and peak_gpu_gib() == 4.71
 
 
 def test_dpo_config_falls_back_from_liger_on_cpu(config, tmp_path, caplog):

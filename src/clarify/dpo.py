@@ -54,7 +54,7 @@ from .dpo_losses import drop_threshold, preference_loss, sigmoid_losses
 from .dpo_schedule import resolve_schedule
 from .errors import InputError
 from .evaluation import evaluate
-from .models import device_name, load_tokenizer
+from .models import device_name, load_tokenizer, peak_gpu_gib, reset_peak_gpu_memory
 from .numerics import nonfinite_guard, nonfinite_summary, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir, restore_callback_states
 from .stats import accuracy
@@ -362,6 +362,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
               eval_settings: dict | None = None, progress: bool = True) -> dict:
     """Train one round of Phase C from ``init_adapter``; write the kept epoch's adapter and ``dpo_log.json``."""
     started = time.time()
+    reset_peak_gpu_memory()
     trainer = build_trainer(manifest=manifest, student=student, quantization=quantization, settings=settings,
                             pairs=pairs, init_adapter=init_adapter, work_dir=work_dir, dev_records=dev_records,
                             eval_settings=eval_settings, progress=progress)
@@ -394,7 +395,7 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
         "load_in_4bit": bool(quantization.get("load_in_4bit")), "kbit_upcast": settings["kbit_upcast"],
         "use_liger_kernel": bool(trainer.args.use_liger_kernel),
         "resumed_from": str(resume) if resume else None,
-        "wall_time_s": round(time.time() - started, 1),
+        "wall_time_s": round(time.time() - started, 1), "peak_gpu_gib": peak_gpu_gib(),
     }
     output_dir = Path(output_dir)
     tmp = output_dir.with_name(output_dir.name + ".tmp")

@@ -229,6 +229,21 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def reset_peak_gpu_memory() -> None:
+    """Start :func:`peak_gpu_gib`'s count afresh (no-op before this process has used CUDA: it starts at zero)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gpu_gib() -> float | None:
+    """The most GPU memory torch has allocated since the last reset, in GiB (2 decimals), as training logs
+    record it: what an 8 GB card must hold (weights, activations, optimizer; not the allocator's cache).
+    None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
 def _from_pretrained(path: str, gguf_file: str | None, **kwargs):
     from transformers import AutoModelForCausalLM
 

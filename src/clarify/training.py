@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .evaluation import evaluate
-from .models import device_name, linear_module_names, load_model, load_tokenizer, resolve_lora_targets
+from .models import (device_name, linear_module_names, load_model, load_tokenizer, peak_gpu_gib, reset_peak_gpu_memory,
+                     resolve_lora_targets)
 from .numerics import nonfinite_guard, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir
 from .stats import accuracy
@@ -367,6 +368,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
     if not train_rows:
         raise InputError(f"{phase}: the training corpus is empty")
     started = time.time()
+    reset_peak_gpu_memory()
     cuda = torch.cuda.is_available()
     output_dir = Path(output_dir)
     settings = resolve_liger(settings, phase)  # as trained here: Liger off where it cannot run (+ checkpointing on CUDA)
@@ -434,6 +436,7 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
         "resumed_from": str(resume) if resume else None,
         "nonfinite_steps": guard.skipped,
         "wall_time_s": round(time.time() - started, 1),
+        "peak_gpu_gib": peak_gpu_gib(),
     }
     tmp = output_dir.with_name(output_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -7,6 +7,8 @@ source tools/device/wheels.sh
 install_wheels .whl-extra /tmp/site && install_wheels .whl /tmp/site || return 1
 [ -f /tmp/site/.installed ] || { echo "device_env: carry .whl/ once (the wheels are not installed)"; return 1; }
 export PYTHONPATH="$PWD/src:/tmp/site" PATH="/tmp/site/bin:$PATH" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# bitsandbytes, once bench_bg.sh's two calls installed it: 4-bit runs (kbit_start.sh) need it
+[ -f /tmp/site-bnb/.installed-bnb ] && export PYTHONPATH="$PYTHONPATH:/tmp/site-bnb"
 if [ ! -f /tmp/q/.verified ]; then
   echo "$SHA  $GGUF" | sha256sum -c - && touch /tmp/q/.verified || return 1
 fi
