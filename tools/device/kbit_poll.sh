@@ -10,11 +10,11 @@ mkdir -p "$OUT"
 end=$(( $(date +%s) + ${1:-540} ))
 while [ ! -f $root/rc ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
 [ -f $root/rc ] && echo "done: $(cat $root/rc)" || echo "still running"
-for arm in shared on off; do
+for arm in shared on off b64; do
   [ -f $root/$arm.log ] && { echo "== $arm"; grep -E "steps \(|Error|error|Finished job|Exiting" $root/$arm.log | tail -6; }
 done
 grep -h "dev .* accuracy\|kept epoch" $root/*/logs/train_phase_*.log 2>/dev/null
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-(cd $root && tar czf "$OUT/kbit.tgz" shared.log on.log off.log rc on/logs off/logs \
-  $(find on/models off/models -name training_log.json 2>/dev/null) 2>/dev/null)
+(cd $root && tar czf "$OUT/kbit.tgz" shared.log on.log off.log b64.log rc on/logs off/logs b64/logs \
+  $(find on/models off/models b64/models -name training_log.json 2>/dev/null) 2>/dev/null)
 ls -la "$OUT"
