@@ -157,6 +157,9 @@ LAYERINGS = [
     ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run4.yaml"],
     ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run6.yaml"],
     ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_run7.yaml"],
+    KBIT_ON := ["config.yaml", "config/qwen1.5b_gpu.yaml", "config/qwen1.5b_gpu_4bit.yaml"],
+    KBIT_OFF := [*KBIT_ON, "config/qwen1.5b_gpu_4bit_nofp32.yaml"],
+    [*KBIT_OFF, "config/qwen1.5b_gpu_4bit_b64.yaml"],
 ]
 
 
@@ -172,6 +175,24 @@ def test_every_shipped_config_layering_validates_with_its_variants(layers):
     checked = validate_config(config, SCHEMA)
     variants = resolve_variants(checked, validate=lambda merged: validate_config(merged, SCHEMA))
     assert list(variants) == [entry["name"] for entry in checked.get("variants") or []]
+
+
+def test_the_kbit_upcast_arms_differ_only_in_what_they_compare():
+    """tools/device/kbit_start.sh's three arms (docs/results/qwen1.5b/kbit_upcast/): 4-bit with the fp32 cast,
+    without it, and without it at Phase B micro-batch 64; everything else the same."""
+    from clarify.variants import merge
+
+    def checked(layers):
+        config = {}
+        for name in layers:
+            config = merge(config, load(name))
+        return dict(leaves(validate_config(config, SCHEMA)))
+
+    on, off, b64 = (checked(layers) for layers in LAYERINGS[-3:])
+    assert on["quantization.load_in_4bit"] is True and on["phase_b.batch_size"] == 32
+    assert {key for key in on if on[key] != off[key]} == {"phase_a.kbit_upcast", "phase_b.kbit_upcast"}
+    assert (on["phase_a.kbit_upcast"], off["phase_a.kbit_upcast"]) == (True, False)
+    assert {key for key in off if off[key] != b64[key]} == {"phase_b.batch_size"} and b64["phase_b.batch_size"] == 64
 
 
 def test_every_file_in_config_is_in_a_checked_layering():
