@@ -409,3 +409,21 @@ def test_cot_sc_is_a_dev_mode_of_every_phase():
     schema = load_schema(REPO / "workflow/schemas/config.schema.yaml")
     for phase in ("phase_a", "phase_b", "phase_c"):
         assert "cot_sc" in schema["properties"][phase]["properties"]["dev_mode"]["enum"]
+
+
+def test_phase_c_out_of_memory_is_one_line_naming_its_settings(tiny_model_dir, phase_b, settings, pairs, tmp_path,
+                                                              monkeypatch):
+    from trl import DPOTrainer
+
+    from clarify.errors import InputError
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(DPOTrainer, "train", out_of_memory)
+    with pytest.raises(InputError, match=r"^phase_c: the GPU ran out of memory training micro-batches of "
+                                         rf"{settings['batch_size']}"):
+        train_dpo(manifest={"path": str(tiny_model_dir)}, student={"dtype": "float32"},
+                  quantization={"load_in_4bit": False}, settings=settings, pairs=pairs, init_adapter=str(phase_b),
+                  output_dir=tmp_path / "round1", work_dir=tmp_path / "work", progress=False)
+    assert not (tmp_path / "round1").exists()

@@ -249,3 +249,24 @@ def test_kbit_upcast_is_off_by_default_where_it_was_measured(config):
     """docs/results/qwen1.5b/kbit_upcast/: Phases A and B keep the other weights in bf16; Phase C, not measured,
     keeps PEFT's fp32 cast."""
     assert [config[phase]["kbit_upcast"] for phase in ("phase_a", "phase_b", "phase_c")] == [False, False, True]
+
+
+def test_training_out_of_memory_is_one_line_naming_the_settings_that_fix_it(tiny_model_dir, config, rows, tmp_path,
+                                                                           monkeypatch):
+    import torch
+
+    import clarify.training
+    from clarify.errors import InputError
+
+    class OutOfMemory:
+        def train(self, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(clarify.training, "build_sft_trainer", lambda **kwargs: OutOfMemory())
+    with pytest.raises(InputError) as raised:
+        train(tiny_model_dir, config, rows, tmp_path, batch_size=64, grad_accum=1)
+    assert str(raised.value) == ("phase_a: the GPU ran out of memory training micro-batches of 64; e.g. "
+                                 "phase_a.batch_size: 32 with phase_a.grad_accum: 2 keeps the effective batch of 64")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    with pytest.raises(InputError, match="micro-batches of 1; set phase_a.gradient_checkpointing: true"):
+        train(tiny_model_dir, config, rows, tmp_path, batch_size=1, grad_accum=1)

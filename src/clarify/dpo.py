@@ -58,7 +58,8 @@ from .models import device_name, load_tokenizer, peak_gpu_gib, reset_peak_gpu_me
 from .numerics import nonfinite_guard, nonfinite_summary, require_finite_parameters
 from .resume import fingerprint, last_complete_checkpoint, open_work_dir, restore_callback_states
 from .stats import accuracy
-from .training import CHECKPOINT_FILES, load_for_training, precision, rows_digest, trainer_arguments
+from .training import (CHECKPOINT_FILES, load_for_training, out_of_memory_explained, precision, rows_digest,
+                       trainer_arguments)
 from .training_speedups import resolve_liger
 
 log = logging.getLogger(__name__)
@@ -379,7 +380,8 @@ def train_dpo(*, manifest: dict, student: dict, quantization: dict, settings: di
     else:
         if resume is not None:
             log.info("phase C: resuming from %s (epoch %d done)", resume, selection.history[-1]["epoch"])
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with out_of_memory_explained("phase_c", settings):
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     require_finite_parameters(trainer.model, "phase_c")
     kept = selection.kept_epoch()
     steps = _step_records(trainer)

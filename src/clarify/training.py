@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -321,6 +322,23 @@ def tensorboard_callbacks(log_dir: str | Path | None) -> list:
     return [callback]
 
 
+@contextlib.contextmanager
+def out_of_memory_explained(phase: str, settings: dict):
+    """Training that runs out of GPU memory ends with one line naming the setting that fixes it.
+
+    Training does not shrink its batch as generation does (:mod:`clarify.batching`): a smaller
+    micro-batch with more accumulation keeps the effective batch, and the recipe, the same.
+    """
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        batch, accum = settings["batch_size"], settings["grad_accum"]
+        smaller = (f"e.g. {phase}.batch_size: {batch // 2} with {phase}.grad_accum: {accum * 2} keeps the "
+                   f"effective batch of {batch * accum}" if batch > 1 else
+                   f"set {phase}.gradient_checkpointing: true or a shorter {phase}.max_length")
+        raise InputError(f"{phase}: the GPU ran out of memory training micro-batches of {batch}; {smaller}") from exc
+
+
 def rows_digest(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -403,7 +421,8 @@ def train_phase(*, phase: str, manifest: dict, student: dict, quantization: dict
                                 callbacks=[guard, dev_check, *tensorboard_callbacks(tensorboard_dir), *callbacks])
     if resume:
         log.info("%s: resuming from %s", phase, resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with out_of_memory_explained(phase, settings):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     require_finite_parameters(trainer.model, phase)
     history = dev_check.history
