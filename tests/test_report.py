@@ -231,7 +231,7 @@ def test_a_loss_form_variant_is_a_row_of_the_phase_c_table_after_the_rounds():
     assert rows[0].startswith("| run | pairs | schedule (per epoch) |")
     assert rows[1].startswith("| round 1 | 8 | rpo b=0.1, rpo b=0.1 | 4 | 2 | 0.0000 -> 0.5000 | 1.00 -> 1.00 | 0 |")
     assert rows[2].startswith("| variant dr_paper | 8 | dr_paper b=0.1, dr_paper b=0.1 | 4 | 2 |")
-    assert rows[2].endswith("| 5 s |") and len(rows) == 3
+    assert rows[2].endswith("| 5 s | - |") and len(rows) == 3
     assert dpo_section([log], None) == dpo_section([log], None, {})
 
 
@@ -257,6 +257,11 @@ def test_the_machine_is_named_in_the_training_and_phase_c_tables_and_figures(tmp
            "device_name": "NVIDIA H100 80GB HBM3", "load_in_4bit": True, "bf16": True, "wall_time_s": 9.0,
            "loss_history": [{"step": 1, "loss": 1.0}]}
     assert "| NVIDIA H100 80GB HBM3, 4-bit, bf16 |" in training_section({"phaseA": sft}, None)
+    # the most GPU memory each run allocated, where its log has it ("-" on CPU and in older logs)
+    assert "| wall time | peak GPU memory |" in training_section({"phaseA": sft}, None)
+    assert "| 9 s | - |" in training_section({"phaseA": sft}, None)
+    assert "| 9 s | 4.80 GiB |" in training_section({"phaseA": {**sft, "peak_gpu_gib": 4.8}}, None)
+    assert "| NVIDIA H200 | 3 s | 3.38 GiB |" in dpo_section([{**dpo, "peak_gpu_gib": 3.38}], None)
     titles, labels = [], []
     monkeypatch.setattr(matplotlib.axes.Axes, "set", lambda self, **kw: titles.append(kw.get("title")))
     real_plot = matplotlib.axes.Axes.plot

@@ -55,6 +55,13 @@ def device(log: dict) -> str:
     return log.get("device_name") or log.get("device") or "-"
 
 
+def peak_memory(log: dict) -> str:
+    """The most GPU memory a training or DPO run allocated (its log's ``peak_gpu_gib``), or "-" on CPU and in
+    logs from before it was recorded."""
+    value = log.get("peak_gpu_gib")
+    return "-" if value is None else f"{value:.2f} GiB"
+
+
 def skipped_steps(log: dict) -> str:
     """Optimizer steps skipped for non-finite gradients (clarify.numerics), with their numbers."""
     steps = log.get("nonfinite_steps", [])

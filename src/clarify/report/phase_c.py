@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .format import device, interval, markdown_table, pct, skipped_steps
+from .format import device, interval, markdown_table, pct, peak_memory, skipped_steps
 
 
 def dpo_section(logs: list[dict], figure: str | None, variants: dict[str, dict] | None = None) -> str:
@@ -25,7 +25,8 @@ def dpo_section(logs: list[dict], figure: str | None, variants: dict[str, dict] 
         rows.append([label, log["pairs"], schedule, log["micro_batch_pairs"], len(steps),
                      f"{first['margin']:.4f} -> {last['margin']:.4f}",
                      f"{first['implicit_accuracy']:.2f} -> {last['implicit_accuracy']:.2f}",
-                     int(dropped), skipped_steps(log), device(log), f"{log['wall_time_s']:.0f} s"])
+                     int(dropped), skipped_steps(log), device(log), f"{log['wall_time_s']:.0f} s",
+                     peak_memory(log)])
     lines = [
         "## Phase C: preference optimisation",
         "",
@@ -35,7 +36,7 @@ def dpo_section(logs: list[dict], figure: str | None, variants: dict[str, dict] 
         "",
         markdown_table(["run", "pairs", "schedule (per epoch)", "pairs per micro-batch", "steps", "reward margin",
                         "implicit accuracy", "pair-steps dropped (Dr)", "steps skipped (NaN/inf)", "device",
-                        "wall time"], rows),
+                        "wall time", "peak GPU memory"], rows),
     ]
     if figure:
         lines += ["", f"![DPO curves]({figure})"]

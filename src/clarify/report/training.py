@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import device, display_name, markdown_table, pct, skipped_steps
+from .format import device, display_name, markdown_table, pct, peak_memory, skipped_steps
 
 
 def training_section(logs: dict[str, dict], figure: str | None) -> str:
@@ -16,7 +16,7 @@ def training_section(logs: dict[str, dict], figure: str | None) -> str:
             f"{pct(best['dev_accuracy'])} [{100 * best['dev_ci'][0]:.1f}, {100 * best['dev_ci'][1]:.1f}] ({log['dev_mode']})",
             f"{params['trainable']:,} / {params['total']:,} ({100 * params['trainable'] / params['total']:.2f}%)",
             ", ".join(log["lora_targets"]), f"{device(log)}{', 4-bit' if log['load_in_4bit'] else ''}"
-            f"{', bf16' if log['bf16'] else ''}", skipped_steps(log), f"{log['wall_time_s']:.0f} s",
+            f"{', bf16' if log['bf16'] else ''}", skipped_steps(log), f"{log['wall_time_s']:.0f} s", peak_memory(log),
         ])
     lines = [
         "## Training",
@@ -25,7 +25,7 @@ def training_section(logs: dict[str, dict], figure: str | None) -> str:
         "",
         markdown_table(["phase", "examples", "epochs run", "kept epoch", "dev accuracy [95% CI]",
                         "trainable / total parameters", "LoRA targets", "device", "steps skipped (NaN/inf)",
-                        "wall time"], rows),
+                        "wall time", "peak GPU memory"], rows),
     ]
     if figure:
         lines += ["", f"![training curves]({figure})"]
