@@ -2,8 +2,8 @@
 # Start benchmarks/train_eval_benchmark.py in the background on the GPU machine (own process session,
 # so it runs on across calls), e.g. while tools/device/put_chunk.sh uploads the GGUF: that upload is
 # I/O only and leaves the GPU idle. Needs .whl-extra, .whl and .data carried before (device_env.sh's calls),
-# and bitsandbytes (for the 4-bit rows) in two halves: one call carrying .whl-bnb (e.g. `true`), then this one
-# carrying .whl-bnb2 (prepare_carry.sh prints why).
+# and bitsandbytes (for the 4-bit rows) in two halves (prepare_carry.sh prints why): one call carrying .whl-bnb
+# that runs `source tools/device/wheels.sh; stash_half .whl-bnb`, then this one carrying .whl-bnb2 and .data.
 # The code is copied to /tmp/bench first, so later calls that refresh the checkout do not touch it.
 # tools/device/dag_poll.sh brings back /tmp/bench/bench.json and its log.
 #   bash tools/device/bench_bg.sh --rows A-seed B-seed A-default B-default --time-limit 150
