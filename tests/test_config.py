@@ -163,16 +163,23 @@ LAYERINGS = [
 ]
 
 
-@pytest.mark.parametrize("layers", LAYERINGS, ids=lambda layers: layers[-1])
-def test_every_shipped_config_layering_validates_with_its_variants(layers):
-    """Later files win key by key, as Snakemake merges --configfile; the result is checked against the
-    schema, and every variant it declares is merged and checked too."""
-    from clarify.variants import merge, resolve_variants
+def layered(layers: list[str]) -> dict:
+    """The config files merged in order, later files winning key by key, as Snakemake merges --configfile."""
+    from clarify.variants import merge
 
     config = {}
     for name in layers:
         config = merge(config, load(name))
-    checked = validate_config(config, SCHEMA)
+    return config
+
+
+@pytest.mark.parametrize("layers", LAYERINGS, ids=lambda layers: layers[-1])
+def test_every_shipped_config_layering_validates_with_its_variants(layers):
+    """Later files win key by key, as Snakemake merges --configfile; the result is checked against the
+    schema, and every variant it declares is merged and checked too."""
+    from clarify.variants import resolve_variants
+
+    checked = validate_config(layered(layers), SCHEMA)
     variants = resolve_variants(checked, validate=lambda merged: validate_config(merged, SCHEMA))
     assert list(variants) == [entry["name"] for entry in checked.get("variants") or []]
 
@@ -180,15 +187,7 @@ def test_every_shipped_config_layering_validates_with_its_variants(layers):
 def test_the_kbit_upcast_arms_differ_only_in_what_they_compare():
     """tools/device/kbit_start.sh's three arms (docs/results/qwen1.5b/kbit_upcast/): 4-bit with the fp32 cast,
     without it, and without it at Phase B micro-batch 64; everything else the same."""
-    from clarify.variants import merge
-
-    def checked(layers):
-        config = {}
-        for name in layers:
-            config = merge(config, load(name))
-        return dict(leaves(validate_config(config, SCHEMA)))
-
-    on, off, b64 = (checked(layers) for layers in LAYERINGS[-3:])
+    on, off, b64 = (dict(leaves(validate_config(layered(layers), SCHEMA))) for layers in LAYERINGS[-3:])
     assert on["quantization.load_in_4bit"] is True and on["phase_b.batch_size"] == 32
     assert {key for key in on if on[key] != off[key]} == {"phase_a.kbit_upcast", "phase_b.kbit_upcast"}
     assert (on["phase_a.kbit_upcast"], off["phase_a.kbit_upcast"]) == (True, False)

@@ -11,9 +11,8 @@ while [ ! -f /tmp/dag/rc ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
 [ -f /tmp/dag/rc ] && echo "snakemake exit $(cat /tmp/dag/rc)" || echo "still running"
 grep -E "steps \(|Error|error|Finished job|Exiting" /tmp/dag/snakemake.log | tail -25
 cp /tmp/dag/snakemake.log /tmp/dag/versions.txt "$OUT/" 2>/dev/null
-# the training benchmark of tools/device/bench_bg.sh, when one ran: its JSON and log
-[ -d /tmp/bench ] && { echo "benchmark rc: $(cat /tmp/bench/rc 2>/dev/null || echo running)"; tail -3 /tmp/bench/log
-  cp /tmp/bench/bench.json "$OUT/" 2>/dev/null; cp /tmp/bench/log "$OUT/bench.log"; }
+# the training benchmark of tools/device/bench_bg.sh, when one ran: its rows, JSON and log (bench_poll.sh)
+[ -d /tmp/bench ] && OUT=$OUT bash tools/device/bench_poll.sh 0
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 # data/ whole (splits, drafts, corpora, pairs, own samples: a few MB compressed): with results/ and the
 # training logs, what the report reads, should the device time run out before it.

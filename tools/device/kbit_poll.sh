@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wait up to SECONDS (default 540) for tools/device/kbit_start.sh's two arms, then print where they are and
+# Wait up to SECONDS (default 540) for tools/device/kbit_start.sh's three arms, then print where they are and
 # write $OUT/kbit.tgz: each arm's logs (training logs with dev accuracy by epoch, wall time and peak GPU
 # memory; rule logs and benchmarks) and the shared part's log.
 #   bash tools/device/kbit_poll.sh [SECONDS]

@@ -3,14 +3,15 @@
 # (config/qwen1.5b_gpu_4bit.yaml), once with PEFT's fp32 cast of the weights that are not 4-bit ("on") and once
 # without (+ config/qwen1.5b_gpu_4bit_nofp32.yaml, "off"), each arm in its own copy of the workflow under
 # /tmp/kc, and a third, "b64", that also trains Phase B in micro-batches of 64
-# (+ config/qwen1.5b_gpu_4bit_b64.yaml). The shared part (student, splits, drafts, corpora) runs once, in "on"; "off" and "b64" start from copies
-# of it, so only the training differs. Runs in the background in its own process session; poll with
-# tools/device/kbit_poll.sh. Needs the GGUF (put_chunk.sh), .whl-extra/.whl/.data (device_env.sh) and
-# bitsandbytes (bench_bg.sh's two calls) on the machine.
+# (+ config/qwen1.5b_gpu_4bit_b64.yaml). The shared part (student, splits, drafts, corpora) runs once, in
+# "on"; "off" and "b64" start from copies of it, so only the training differs. Runs in the background in
+# its own process session; poll with tools/device/kbit_poll.sh. Needs the GGUF (put_chunk.sh),
+# .whl-extra/.whl/.data (device_env.sh) and bitsandbytes (installed by bench_bg.sh, after
+# `stash_half .whl-bnb`: wheels.sh) on the machine.
 #   bash tools/device/kbit_start.sh
 set -uo pipefail
 source tools/device/device_env.sh || exit 1
-[ -f /tmp/site-bnb/.installed-bnb ] || { echo "kbit_start: bitsandbytes is not installed: make bench_bg.sh's two calls first"; exit 1; }
+[ -f /tmp/site-bnb/.installed-bnb ] || { echo "kbit_start: bitsandbytes is not installed: stash_half .whl-bnb, then bench_bg.sh (tools/device/wheels.sh)"; exit 1; }
 root=/tmp/kc
 rm -rf "$root" && mkdir -p "$root/on" && cp -a Snakefile config.yaml config envs workflow src "$root/on/" || exit 1
 export PYTHONPATH="$root/on/src:${PYTHONPATH#*:}" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
